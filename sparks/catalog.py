@@ -1,0 +1,168 @@
+"""What Sparks serves: backend model lists (discovered or configured), the route table built from
+them, and the `/v1/models` entries. Discovery runs at start and in the background, never on the
+request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from .config import Config, ModelInfo
+from .routing import CLASSIFY_ID, GHOST_PREFIX, Route, RouteTable
+from .upstream import Upstreams
+
+DISCOVERY_TIMEOUT_S = 3.0
+REFRESH_INTERVAL_S = 60.0
+THINKING_BY_DIALECT = {"openai", "chat_template_kwargs", "ollama"}
+
+
+class Catalog:
+    """Holds the current RouteTable; swaps in a new one when a backend's model list changes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.created = int(time.time())
+        self.models: dict[str, tuple[str, ...]] = {
+            name: backend.models or () for name, backend in config.backends.items()
+        }
+        self.discovered: dict[str, dict[str, dict[str, Any]]] = {}
+        self.discovery_errors: dict[str, str] = {}
+        self.table = RouteTable(config, self.models)
+
+    def needs_discovery(self) -> list[str]:
+        return [name for name, b in self.config.backends.items() if b.models is None]
+
+    async def refresh(self, upstreams: Upstreams, timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
+        """Ask every backend without a configured list for GET {base_url}/models, concurrently."""
+        names = self.needs_discovery()
+        if not names:
+            return
+        results = await asyncio.gather(
+            *(self._discover(upstreams, name, timeout_s) for name in names)
+        )
+        changed = False
+        for name, found in zip(names, results, strict=True):
+            if found is None:
+                continue
+            ids = tuple(found)
+            self.discovered[name] = found
+            if ids != self.models.get(name):
+                self.models[name] = ids
+                changed = True
+        if changed:
+            self.table = RouteTable(self.config, self.models)
+
+    async def _discover(
+        self, upstreams: Upstreams, name: str, timeout_s: float
+    ) -> dict[str, dict[str, Any]] | None:
+        backend = self.config.backends[name]
+        health = upstreams.health[name]
+        try:
+            data = await upstreams.get_json(backend, "/models", timeout_s)
+            entries = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError("GET /models did not return {'data': [...]}")
+            found = {
+                str(e["id"]): e
+                for e in entries
+                if isinstance(e, dict) and isinstance(e.get("id"), str)
+            }
+        except Exception as exc:  # any failure is a fact about the backend, shown in doctor
+            message = f"{type(exc).__name__}: {exc}".strip(": ")
+            self.discovery_errors[name] = message
+            health.reachable, health.last_error = False, message
+            return None
+        self.discovery_errors.pop(name, None)
+        health.reachable, health.last_ok = True, time.time()
+        return found
+
+    async def refresh_forever(self, upstreams: Upstreams, interval_s: float = REFRESH_INTERVAL_S):
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(Exception):
+                await self.refresh(upstreams)
+
+    # --- /v1/models entries --------------------------------------------------------------
+
+    def model_info(self, backend: str, model: str) -> ModelInfo:
+        return self.config.backends[backend].info_for(model)
+
+    def entries(self) -> list[dict[str, Any]]:
+        ids = [CLASSIFY_ID, *(GHOST_PREFIX + g.name for g in self.config.ghosts)]
+        ids += list(self.config.aliases)
+        for backend, models in self.models.items():
+            ids += [f"{backend}/{m}" for m in models]
+        advertised = self.config.openai_api.advertised_models
+        if advertised is not None:
+            ids = [i for i in advertised if self.entry(i) is not None]
+        return [e for e in (self.entry(i) for i in dict.fromkeys(ids)) if e is not None]
+
+    def entry(self, model_id: str) -> dict[str, Any] | None:
+        route = self.table.exact.get(model_id)
+        if route is None:
+            return None
+        return self._entry_for(model_id, route)
+
+    def _entry_for(self, model_id: str, route: Route) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": model_id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "sparks",
+            "context_length": None,
+            "supports_tools": False,
+            "supports_thinking": False,
+            "thinking_default_on": False,
+            "thinking_toggleable": False,
+        }
+        meta: dict[str, Any] = {
+            "kind": route.kind,
+            "backend": None,
+            "upstream_model": None,
+            "local": True,
+            "description": None,
+            "chain": None,
+        }
+        if route.kind == "classify":
+            meta["kind"] = "classifier"
+            meta["description"] = "Picks the best ghost for each conversation."
+        elif route.kind == "ghost":
+            ghost = next(g for g in self.config.ghosts if g.name == route.chain[0].ghost)
+            meta["description"] = ghost.description
+        else:
+            first = route.chain[0] if route.chain else None
+            if route.kind == "alias":
+                meta["chain"] = [t.sparks_id for t in route.chain]
+                meta["local"] = all(t.local for t in route.chain)
+            if first is not None and first.backend:
+                self._backend_fields(entry, meta, first.backend, first.upstream_model or "")
+                if route.kind == "alias":
+                    meta["local"] = all(t.local for t in route.chain)
+        entry["sparks"] = meta
+        return entry
+
+    def _backend_fields(
+        self, entry: dict[str, Any], meta: dict[str, Any], backend: str, model: str
+    ) -> None:
+        info = self.model_info(backend, model)
+        discovered = self.discovered.get(backend, {}).get(model, {})
+        entry["owned_by"] = str(discovered.get("owned_by") or backend)
+        entry["context_length"] = info.context_length or _discovered_context(discovered)
+        entry["supports_tools"] = True if info.supports_tools is None else info.supports_tools
+        entry["supports_thinking"] = info.thinking in THINKING_BY_DIALECT
+        entry["thinking_default_on"] = info.thinking_default_on
+        entry["thinking_toggleable"] = info.thinking_toggleable
+        meta["backend"] = backend
+        meta["upstream_model"] = model
+        meta["local"] = backend in self.table.local_backends
+
+
+def _discovered_context(entry: dict[str, Any]) -> int | None:
+    for key in ("context_length", "max_model_len", "context_window"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

@@ -1,0 +1,394 @@
+"""config.toml → frozen dataclasses (SPEC §2). Parsed once; every error names the file and key path."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError
+
+THINKING_DIALECTS = ("openai", "chat_template_kwargs", "ollama", "none")
+SANDBOX_MODES = ("auto", "bwrap", "none")
+UNKNOWN_MODEL_POLICIES = ("classify", "reject")
+DEFAULT_GHOST_TOOLS = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
+INLINE_SECRET_KEYS = frozenset({"api_key", "key", "token", "secret", "password"})
+
+
+@dataclass(frozen=True)
+class OpenAIApiConfig:
+    enabled: bool = True
+    bind: str = "127.0.0.1:8787"
+    api_key_env: str = "SPARKS_OPENAI_API_KEY"
+    api_key: str = ""  # inline secret, only with SPARKS_ALLOW_INLINE_SECRETS=1
+    principal: str = "self"
+    requests_per_minute: int = 120
+    burst: int = 30
+    advertised_models: tuple[str, ...] | None = None
+    unknown_model: str = "classify"
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 16 * 1024 * 1024
+    shutdown_grace_s: float = 10.0
+
+    @property
+    def host(self) -> str:
+        return split_bind(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return split_bind(self.bind)[1]
+
+
+@dataclass(frozen=True)
+class ObserverConfig:
+    path: str = ""
+    max_bytes: int = 50 * 1024 * 1024
+    backups: int = 5
+    log_content: bool = False
+    console: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    context_length: int | None = None
+    supports_tools: bool | None = None
+    thinking: str = "none"
+    thinking_default_on: bool = False
+    thinking_toggleable: bool = False
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str
+    base_url: str
+    api_key_env: str = ""
+    api_key: str = ""  # inline secret, only with SPARKS_ALLOW_INLINE_SECRETS=1
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 5.0
+    models: tuple[str, ...] | None = None
+    model_info: Mapping[str, ModelInfo] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def info_for(self, model: str) -> ModelInfo:
+        return self.model_info.get(model) or ModelInfo()
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    model: str = ""
+    timeout_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class GhostDefaults:
+    model: str = ""
+    max_steps: int = 15
+    sandbox: str = "auto"
+    step_timeout_s: float = 300.0
+    run_timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class GhostConfig:
+    name: str
+    description: str = ""
+    tools: tuple[str, ...] = DEFAULT_GHOST_TOOLS
+    workspace: str = "."
+    read_only: bool = False
+    soul: str = ""
+    model: str | None = None
+    max_steps: int | None = None
+    sandbox: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    openai_api: OpenAIApiConfig = OpenAIApiConfig()
+    observer: ObserverConfig = ObserverConfig()
+    backends: Mapping[str, BackendConfig] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    aliases: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    classifier: ClassifierConfig = ClassifierConfig()
+    ghost_defaults: GhostDefaults = GhostDefaults()
+    ghosts: tuple[GhostConfig, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "built-in defaults"
+
+
+DEFAULT_GHOSTS = (
+    GhostConfig(
+        name="coder",
+        description="Multi-file coding tasks: refactors, features, bug fixes.",
+        tools=DEFAULT_GHOST_TOOLS,
+    ),
+    GhostConfig(
+        name="scout",
+        description="Explores files and runs read-only commands; changes nothing.",
+        tools=("read_file", "list_dir", "search", "shell"),
+        read_only=True,
+    ),
+)
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """`127.0.0.1:8787` / `[::1]:8787` → (host, port); ValueError when malformed."""
+    host, sep, port_text = bind.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8787")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError("port must be 0-65535")
+    return host.strip("[]"), port
+
+
+def default_config_dir() -> Path:
+    return Path(click.get_app_dir("sparks"))
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """--config, else $SPARKS_CONFIG, else ./config.toml, else config.toml in the user config dir."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SPARKS_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path("config.toml"), default_config_dir() / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Find and parse the config; an explicitly named file that is missing is an error."""
+    path = find_config_path(explicit)
+    if path is None:
+        return parse_config({}, None)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, path)
+
+
+class _Parser:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.allow_inline = os.environ.get("SPARKS_ALLOW_INLINE_SECRETS") == "1"
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        where = str(self.path) if self.path else "config"
+        return ConfigError(f"{where}: {key}: {problem}")
+
+    def table(self, data: Any, key: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(key, f"expected a table, got {type(data).__name__}")
+        return data
+
+    def dataclass_from(self, cls: type, data: Any, key: str, **fixed: Any) -> Any:
+        """Build `cls` from a TOML table, checking every key against the dataclass fields."""
+        data = self.table(data, key)
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)} - set(fixed)
+        values: dict[str, Any] = dict(fixed)
+        for name, raw in data.items():
+            path = f"{key}.{name}"
+            if name not in names:
+                raise self.fail(path, "unknown key")
+            if name in INLINE_SECRET_KEYS and raw and not self.allow_inline:
+                raise self.fail(
+                    path,
+                    "inline secrets are refused; use an env var or `sparks key set` "
+                    "(or set SPARKS_ALLOW_INLINE_SECRETS=1)",
+                )
+            values[name] = self.coerce(hints[name], raw, path)
+        return cls(**values)
+
+    def coerce(self, hint: Any, raw: Any, path: str) -> Any:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (types.UnionType, typing.Union):
+            inner = next(a for a in args if a is not type(None))
+            return self.coerce(inner, raw, path)
+        if origin is tuple:
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise self.fail(path, "expected a list of strings")
+            return tuple(raw)
+        if hint is bool:
+            if not isinstance(raw, bool):
+                raise self.fail(path, f"expected true or false, got {raw!r}")
+            return raw
+        if hint is int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise self.fail(path, f"expected an integer, got {raw!r}")
+            if raw < 0:
+                raise self.fail(path, "must not be negative")
+            return raw
+        if hint is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise self.fail(path, f"expected a number, got {raw!r}")
+            if raw < 0:
+                raise self.fail(path, "must not be negative")
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str):
+                raise self.fail(path, f"expected a string, got {raw!r}")
+            return raw
+        raise self.fail(path, "unsupported value")  # pragma: no cover - schema bug
+
+    def choice(self, value: str, allowed: tuple[str, ...], key: str) -> None:
+        if value not in allowed:
+            raise self.fail(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+
+
+TOP_LEVEL = (
+    "openai_api",
+    "observer",
+    "backends",
+    "aliases",
+    "classifier",
+    "ghost_defaults",
+    "ghosts",
+)
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
+    """Validate a parsed TOML document into a Config."""
+    p = _Parser(path)
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise p.fail(key, "unknown key")
+    api = p.dataclass_from(OpenAIApiConfig, data.get("openai_api", {}), "openai_api")
+    try:
+        split_bind(api.bind)
+    except ValueError as exc:
+        raise p.fail("openai_api.bind", f"{exc}; got {api.bind!r}") from None
+    p.choice(api.unknown_model, UNKNOWN_MODEL_POLICIES, "openai_api.unknown_model")
+    observer = p.dataclass_from(ObserverConfig, data.get("observer", {}), "observer")
+    backends = _parse_backends(p, data.get("backends", {}))
+    classifier = p.dataclass_from(ClassifierConfig, data.get("classifier", {}), "classifier")
+    defaults = p.dataclass_from(GhostDefaults, data.get("ghost_defaults", {}), "ghost_defaults")
+    p.choice(defaults.sandbox, SANDBOX_MODES, "ghost_defaults.sandbox")
+    if defaults.max_steps < 1:
+        raise p.fail("ghost_defaults.max_steps", "must be at least 1")
+    ghosts = _parse_ghosts(p, data.get("ghosts", []))
+    aliases = _parse_aliases(p, data.get("aliases", {}), backends, ghosts)
+    return Config(
+        path=path,
+        openai_api=api,
+        observer=observer,
+        backends=types.MappingProxyType(backends),
+        aliases=types.MappingProxyType(aliases),
+        classifier=classifier,
+        ghost_defaults=defaults,
+        ghosts=ghosts,
+    )
+
+
+def _parse_backends(p: _Parser, raw: Any) -> dict[str, BackendConfig]:
+    backends: dict[str, BackendConfig] = {}
+    for name, table in p.table(raw, "backends").items():
+        key = f"backends.{name}"
+        if "/" in name or ":" in name or not name:
+            raise p.fail(key, "backend names may not contain '/' or ':'")
+        table = dict(p.table(table, key))
+        if "base_url" not in table:
+            raise p.fail(f"{key}.base_url", "missing (e.g. http://127.0.0.1:11434/v1)")
+        infos: dict[str, ModelInfo] = {}
+        for model, info in p.table(table.pop("model_info", {}), f"{key}.model_info").items():
+            info_key = f'{key}.model_info."{model}"'
+            parsed = p.dataclass_from(ModelInfo, info, info_key)
+            p.choice(parsed.thinking, THINKING_DIALECTS, f"{info_key}.thinking")
+            infos[model] = parsed
+        backend = p.dataclass_from(
+            BackendConfig, table, key, name=name, model_info=types.MappingProxyType(infos)
+        )
+        if not backend.base_url.startswith(("http://", "https://")):
+            raise p.fail(f"{key}.base_url", "must start with http:// or https://")
+        backends[name] = dataclasses.replace(backend, base_url=backend.base_url.rstrip("/"))
+    return backends
+
+
+def _parse_ghosts(p: _Parser, raw: Any) -> tuple[GhostConfig, ...]:
+    if not isinstance(raw, list):
+        raise p.fail("ghosts", "expected an array of tables ([[ghosts]])")
+    by_name = {g.name: g for g in DEFAULT_GHOSTS}
+    seen: set[str] = set()
+    for index, table in enumerate(raw):
+        key = f"ghosts[{index}]"
+        table = p.table(table, key)
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise p.fail(f"{key}.name", "missing")
+        if name in seen:
+            raise p.fail(f"{key}.name", f"ghost {name!r} is defined twice")
+        if "/" in name or ":" in name:
+            raise p.fail(f"{key}.name", "may not contain '/' or ':'")
+        seen.add(name)
+        ghost = p.dataclass_from(GhostConfig, table, key)
+        if ghost.sandbox is not None:
+            p.choice(ghost.sandbox, SANDBOX_MODES, f"{key}.sandbox")
+        unknown_tools = [t for t in ghost.tools if t not in DEFAULT_GHOST_TOOLS]
+        if unknown_tools:
+            raise p.fail(
+                f"{key}.tools",
+                f"unknown tool {unknown_tools[0]!r}; known: {', '.join(DEFAULT_GHOST_TOOLS)}",
+            )
+        by_name[name] = ghost  # replaces a default of the same name whole
+    return tuple(by_name.values())
+
+
+def _parse_aliases(
+    p: _Parser,
+    raw: Any,
+    backends: Mapping[str, BackendConfig],
+    ghosts: tuple[GhostConfig, ...],
+) -> dict[str, tuple[str, ...]]:
+    ghost_ids = {"sparks"} | {f"sparks/{g.name}" for g in ghosts}
+    aliases: dict[str, tuple[str, ...]] = {}
+    for name, chain in p.table(raw, "aliases").items():
+        key = f"aliases.{name}"
+        if name in ghost_ids:
+            raise p.fail(key, f"alias name collides with ghost id {name!r}")
+        if "/" in name and name.split("/", 1)[0] in backends:
+            raise p.fail(key, f"alias name collides with backend model id {name!r}")
+        if name.endswith(":local"):
+            raise p.fail(key, "alias names may not end in ':local'")
+        if isinstance(chain, str):
+            chain = [chain]
+        if not isinstance(chain, list) or not chain or not all(isinstance(e, str) for e in chain):
+            raise p.fail(key, "expected a non-empty list of model ids")
+        aliases[name] = tuple(chain)
+    for name in aliases:
+        _check_alias_cycle(p, name, aliases, [])
+    return aliases
+
+
+def _check_alias_cycle(
+    p: _Parser, name: str, aliases: Mapping[str, tuple[str, ...]], stack: list[str]
+) -> None:
+    if name in stack:
+        cycle = " -> ".join([*stack[stack.index(name) :], name])
+        raise p.fail(f"aliases.{stack[0]}", f"alias cycle: {cycle}")
+    for entry in aliases.get(name, ()):
+        if entry in aliases:
+            _check_alias_cycle(p, entry, aliases, [*stack, name])

@@ -1,0 +1,131 @@
+"""`sparks doctor`: one line per check, each a fact about this machine and config."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import keys
+from .catalog import Catalog
+from .config import Config
+from .detect import apply_detected, detect_backends
+from .errors import ConfigError, SparksError
+from .security import is_loopback_host
+from .upstream import Upstreams
+
+
+@dataclass
+class Check:
+    check: str
+    ok: bool
+    detail: str
+    warn_only: bool = False
+
+
+def _port_free(host: str, port: int) -> tuple[bool, str]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return False, f"{host}:{port} unavailable: {exc.strerror}"
+    return True, f"{host}:{port} is free"
+
+
+async def run_checks(config: Config, path: Path | None) -> list[Check]:
+    checks = [Check("config", True, str(path) if path else "no file; built-in defaults")]
+    try:
+        found = keys.find_main_key(config)
+        checks.append(
+            Check("key", True, found.source)
+            if found
+            else Check("key", True, "none yet; `sparks serve` generates one", warn_only=True)
+        )
+    except PermissionError as exc:
+        checks.append(Check("key", False, str(exc)))
+    usable = keys.keyring_usable()
+    checks.append(
+        Check(
+            "keyring",
+            usable,
+            keys.keyring_backend_name() + ("" if usable else " (not usable; key file fallback)"),
+            warn_only=not usable,
+        )
+    )
+    api = config.openai_api
+    loopback = is_loopback_host(api.host)
+    checks.append(
+        Check(
+            "bind",
+            loopback,
+            f"{api.bind}" + ("" if loopback else " is not loopback (needs --allow-nonlocal)"),
+            warn_only=not loopback,
+        )
+    )
+    free, detail = _port_free(api.host, api.port)
+    checks.append(Check("port", free, detail + ("" if free else " (is sparks already running?)")))
+    if not config.backends:
+        config = apply_detected(config, await detect_backends())
+        checks.append(
+            Check(
+                "backends",
+                bool(config.backends),
+                "detected: " + (", ".join(config.backends) or "none"),
+            )
+        )
+    catalog = Catalog(config)
+    async with Upstreams.new_session() as session:
+        upstreams = Upstreams(config.backends, session)
+        await catalog.refresh(upstreams)
+    for name, backend in config.backends.items():
+        status = keys.backend_key_status(backend)
+        error = catalog.discovery_errors.get(name)
+        models = catalog.models.get(name, ())
+        if error:
+            checks.append(Check(f"backend {name}", False, f"{backend.base_url}: {error}"))
+        else:
+            checks.append(
+                Check(
+                    f"backend {name}",
+                    status != "missing",
+                    f"{backend.base_url}: {len(models)} models, key {status}",
+                )
+            )
+    for problem in catalog.table.problems:
+        checks.append(Check("aliases", False, problem))
+    checks.extend(_ghost_checks(config, catalog))
+    return checks
+
+
+def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
+    from .ghosts.definitions import ghost_specs
+    from .ghosts.sandbox_status import sandbox_summary
+
+    checks = []
+    try:
+        specs = ghost_specs(config)
+    except ConfigError as exc:
+        return [Check("ghosts", False, str(exc))]
+    for spec in specs:
+        model = spec.model or _first_model(catalog)
+        if not model:
+            checks.append(Check(f"ghost {spec.name}", False, "no model: configure a backend"))
+            continue
+        try:
+            route = catalog.table.resolve(model)
+            ok = route.kind in ("backend", "alias") and bool(route.chain)
+            detail = f"model {model} → {route.label}"
+        except SparksError as exc:
+            ok, detail = False, f"model {model}: {exc.message}"
+        detail += f"; workspace {spec.workspace}; sandbox {sandbox_summary(spec.sandbox)}"
+        checks.append(Check(f"ghost {spec.name}", ok, detail))
+    return checks
+
+
+def _first_model(catalog: Catalog) -> str:
+    for backend, models in catalog.models.items():
+        if models:
+            return f"{backend}/{models[0]}"
+    return ""

@@ -1,0 +1,126 @@
+"""Keep a ghost's file tools inside its workspace and away from secret files.
+
+Every path a model names goes through `resolve_in_workspace`: it is resolved
+with symlinks followed (so `..`, absolute paths and symlinks that leave the
+workspace, including a symlinked directory in the middle of the path, are all
+caught) and refused when any component looks like a credential. `list_dir` and
+`search` use `is_hidden_name` to skip such files silently.
+
+These checks cover the file tools. A process started by the `shell` tool can
+open whatever its OS user can; only the bwrap jail (see `shell.py`) bounds it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path, PurePath
+
+SECRET_DIR_NAMES = frozenset({".ssh", ".aws", ".gnupg"})
+"""Directories whose whole content is credentials."""
+
+SECRET_FILE_GLOBS = (
+    ".env*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_*",
+    "credentials",
+    "credentials.json",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".htpasswd",
+    ".git-credentials",
+)
+"""Final path components that commonly hold keys or passwords (matched case-insensitively)."""
+
+SKIPPED_DIR_NAMES = frozenset({".git"})
+"""Directories `list_dir` and `search` never enter."""
+
+NOT_EXPANDED_DIR_NAMES = frozenset(
+    {"node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+     ".tox"}
+)
+"""Vendored or generated directories: listed, but not walked into by `list_dir` or `search`."""
+
+
+class WorkspaceError(ValueError):
+    """A path a ghost may not touch; the message is safe to show the model."""
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a file name that looks like a credential; public keys (`id_*.pub`) are fine."""
+    lowered = name.lower()
+    if lowered.startswith("id_") and lowered.endswith(".pub"):
+        return False
+    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in SECRET_FILE_GLOBS)
+
+
+def is_secret_path(path: PurePath) -> bool:
+    """True when the last component is a secret name or any component is a secret directory."""
+    parts = [part.lower() for part in path.parts]
+    if any(part in SECRET_DIR_NAMES for part in parts):
+        return True
+    return bool(parts) and is_secret_name(parts[-1])
+
+
+def is_hidden_name(name: str, is_dir: bool) -> bool:
+    """True for entries that listings and searches skip without saying so."""
+    if is_dir:
+        return name in SKIPPED_DIR_NAMES or name.lower() in SECRET_DIR_NAMES
+    return is_secret_name(name)
+
+
+def resolve_in_workspace(workspace: Path, raw: object, *, allow_secret: bool = False) -> Path:
+    """Resolve a model-supplied path to a real path inside `workspace`, or raise WorkspaceError.
+
+    `allow_secret` is for callers that only show names (a `find` or `ls` argument), never content.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise WorkspaceError("path must be a non-empty string")
+    if "\x00" in raw:
+        raise WorkspaceError("path contains a NUL byte")
+    requested = Path(raw)
+    candidate = requested if requested.is_absolute() else workspace / requested
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on Python 3.11
+        raise WorkspaceError(f"cannot resolve path {raw!r}: {exc}") from None
+    if not resolved.is_relative_to(workspace):
+        raise WorkspaceError(f"path escapes the workspace: {raw!r}")
+    if allow_secret:
+        return resolved
+    if is_secret_path(resolved.relative_to(workspace)) or is_secret_name(requested.name):
+        raise WorkspaceError(f"refused: {raw!r} looks like a secrets file")
+    return resolved
+
+
+def display_path(workspace: Path, path: Path) -> str:
+    """The workspace-relative form shown to the model (`.` for the root)."""
+    relative = path.relative_to(workspace)
+    return relative.as_posix() if relative.parts else "."
+
+
+def find_secret_entries(workspace: Path, max_depth: int = 2, limit: int = 200) -> list[Path]:
+    """Secret files and directories near the workspace root, for the jail to mask."""
+    found: list[Path] = []
+    pending = [(workspace, 1)]
+    while pending and len(found) < limit:
+        directory, depth = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            is_dir = entry.is_dir()
+            name = entry.name
+            if (is_dir and name.lower() in SECRET_DIR_NAMES) or (not is_dir and is_secret_name(name)):
+                found.append(Path(entry.path))
+            elif is_dir and depth < max_depth and name not in NOT_EXPANDED_DIR_NAMES | SKIPPED_DIR_NAMES:
+                pending.append((Path(entry.path), depth + 1))
+    return found[:limit]

@@ -1,0 +1,213 @@
+"""The observer event log (SPEC §8): structlog → JSON lines, 0600, size-rotated, live subscribers.
+
+Each event is written with one `os.write` on an O_APPEND descriptor before the caller goes on, so
+a `kill -9` of the daemon loses nothing already written (the kernel holds the page). There is no
+per-event fsync: that guards against power loss, not process death, and would stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import structlog
+
+from .config import ObserverConfig
+
+LEVELS = {
+    "request.failed": "error",
+    "request.rejected": "warning",
+    "client.disconnected": "warning",
+}
+
+
+def default_events_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME")
+    if state:
+        return Path(state) / "sparks" / "events.jsonl"
+    if sys.platform.startswith("linux"):
+        return Path.home() / ".local" / "state" / "sparks" / "events.jsonl"
+    return Path(click.get_app_dir("sparks")) / "events.jsonl"
+
+
+def events_path(config: ObserverConfig) -> Path:
+    return Path(config.path).expanduser() if config.path else default_events_path()
+
+
+def _timestamp(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    event_dict["ts"] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return event_dict
+
+
+def _level(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict["level"] = LEVELS.get(event_dict["event"], "info")
+    return event_dict
+
+
+class RotatingFile:
+    """Append-only JSONL file with size rotation (`events.jsonl.1` … `.N`), mode 0600."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._fd = -1
+        self._size = 0
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(self._fd, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, line: bytes) -> None:
+        if self._fd < 0:
+            self.open()
+        if self.max_bytes and self._size and self._size + len(line) > self.max_bytes:
+            self._rotate()
+        os.write(self._fd, line)
+        self._size += len(line)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        if self.backups > 0:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            os.unlink(self.path)
+        self.open()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _LineSink:
+    """The structlog 'logger' at the end of the chain: receives the rendered JSON line."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+
+    def msg(self, line: str) -> None:
+        self._observer._deliver(line)
+
+    info = warning = error = msg
+
+
+class Subscriber:
+    """A live consumer with a bounded queue; dropped when it falls behind (never blocks writers)."""
+
+    def __init__(self, matches: Callable[[dict[str, Any]], bool], maxsize: int = 1000) -> None:
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize)
+        self.matches = matches
+        self.dropped = False
+
+
+class Observer:
+    """Writes events to the log file, the console and live subscribers."""
+
+    def __init__(self, config: ObserverConfig, console: TextIO | None = None) -> None:
+        self.config = config
+        self.path = events_path(config)
+        self.file = RotatingFile(self.path, config.max_bytes, config.backups)
+        self.console = console
+        self.subscribers: set[Subscriber] = set()
+        self._log = structlog.wrap_logger(
+            _LineSink(self),
+            processors=[_timestamp, _level, structlog.processors.JSONRenderer(_dumps)],
+            cache_logger_on_first_use=True,
+        )
+
+    @property
+    def log_content(self) -> bool:
+        return self.config.log_content
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one event now (synchronously), then fan it out."""
+        self._log.info(event, **fields)
+
+    def _deliver(self, line: str) -> None:
+        self.file.write(line.encode() + b"\n")
+        if self.console is not None or self.subscribers:
+            record = json.loads(line)
+            if self.console is not None:
+                self.console.write(render_console(record) + "\n")
+                self.console.flush()
+            for sub in list(self.subscribers):
+                if not sub.matches(record):
+                    continue
+                try:
+                    sub.queue.put_nowait(record)
+                except asyncio.QueueFull:
+                    sub.dropped = True
+                    self.subscribers.discard(sub)
+                    _wake_with_end(sub)
+
+    def subscribe(self, matches: Callable[[dict[str, Any]], bool]) -> Subscriber:
+        sub = Subscriber(matches)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def close(self) -> None:
+        for sub in list(self.subscribers):
+            _wake_with_end(sub)
+        self.subscribers.clear()
+        self.file.close()
+
+
+def _wake_with_end(sub: Subscriber) -> None:
+    while True:
+        try:
+            sub.queue.put_nowait(None)
+            return
+        except asyncio.QueueFull:
+            sub.queue.get_nowait()
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+_COLORS = {"error": "\x1b[31m", "warning": "\x1b[33m", "info": "\x1b[36m"}
+_CONSOLE_SKIP = {"ts", "event", "level", "request_id"}
+
+
+def render_console(record: dict[str, Any], color: bool = False) -> str:
+    """One short line per event: time, event, request id tail, then the interesting fields."""
+    ts = str(record.get("ts", ""))[11:23]
+    event = str(record.get("event", ""))
+    rid = str(record.get("request_id") or "")[-8:]
+    parts = []
+    for key, value in record.items():
+        if key in _CONSOLE_SKIP or value in (None, "", [], {}):
+            continue
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items() if v not in (None, ""))
+        elif isinstance(value, float):
+            value = f"{value:.1f}"
+        parts.append(f"{key}={value}")
+    label = f"{event:<20}"
+    if color:
+        label = _COLORS.get(str(record.get("level")), "") + label + "\x1b[0m"
+    return f"{ts} {label} {rid:>8} " + " ".join(parts)
+
+
+def monotonic_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)

@@ -1,0 +1,123 @@
+"""One request's trail in the observer log: received → … → exactly one terminal event (SPEC §8)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .observer import Observer
+
+
+class RequestRecord:
+    """Collects a request's facts and writes its events; the terminal event is written once."""
+
+    __slots__ = (
+        "_received",
+        "cost",
+        "fallback_from",
+        "finished",
+        "method",
+        "observer",
+        "path",
+        "principal",
+        "request_id",
+        "served_model",
+        "start",
+        "ttft_ms",
+        "upstream_ms",
+        "usage",
+        "user_agent",
+    )
+
+    def __init__(
+        self, observer: Observer, request_id: str, method: str, path: str, user_agent: str
+    ) -> None:
+        self.observer = observer
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.user_agent = user_agent
+        self.start = time.perf_counter()
+        self.principal: str | None = None
+        self.finished = False
+        self._received = False
+        self.served_model: str | None = None
+        self.fallback_from: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.cost: float | None = None
+        self.ttft_ms: float | None = None
+        self.upstream_ms = 0.0
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.start) * 1000, 2)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.observer.emit(event, request_id=self.request_id, **fields)
+
+    def received(
+        self,
+        model: str | None = None,
+        stream: bool | None = None,
+        message_count: int | None = None,
+        messages: Any = None,
+    ) -> None:
+        if self._received:
+            return
+        self._received = True
+        fields: dict[str, Any] = {
+            "method": self.method,
+            "path": self.path,
+            "principal": self.principal,
+            "model": model,
+            "stream": stream,
+            "message_count": message_count,
+            "user_agent": self.user_agent,
+        }
+        if messages is not None and self.observer.log_content:
+            fields["messages"] = messages
+        self.emit("request.received", **fields)
+
+    def mark_first_byte(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = self.elapsed_ms()
+
+    def complete(self, status: int, content: Any = None) -> None:
+        if self.finished:
+            return
+        self.received()
+        self.finished = True
+        fields: dict[str, Any] = {
+            "status": status,
+            "latency_ms": self.elapsed_ms(),
+            "ttft_ms": self.ttft_ms,
+            "served_model": self.served_model,
+            "fallback_from": self.fallback_from,
+            "usage": self.usage,
+            "cost": self.cost,
+        }
+        if content is not None and self.observer.log_content:
+            fields["content"] = content
+        self.emit("request.completed", **fields)
+
+    def fail(self, status: int, code: str, error: str) -> None:
+        """A request that Sparks or its upstream could not serve (5xx, mid-stream, disconnect)."""
+        self._terminal("request.failed", status, code, error)
+
+    def reject(self, status: int, code: str, error: str) -> None:
+        """A request refused for what it was (4xx: input, auth, limits)."""
+        self._terminal("request.rejected", status, code, error)
+
+    def _terminal(self, event: str, status: int, code: str, error: str) -> None:
+        if self.finished:
+            return
+        self.received()
+        self.finished = True
+        self.emit(
+            event,
+            status=status,
+            code=code,
+            error=error,
+            latency_ms=self.elapsed_ms(),
+            served_model=self.served_model,
+            fallback_from=self.fallback_from,
+        )

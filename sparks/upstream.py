@@ -1,0 +1,307 @@
+"""Calls to backends over one pooled ClientSession, with the fallback rules of SPEC §4.2.
+
+Routing decides *which* targets; this module only tries them in order and reports what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .config import BackendConfig
+from .errors import SparksError
+from .keys import find_backend_key
+from .routing import Target
+from .tracking import RequestRecord
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+@dataclass
+class Attempt:
+    target: Target
+    status: int | None = None
+    error: str | None = None
+    kind: str = "ok"  # ok | connect | timeout | status | invalid
+    latency_ms: float = 0.0
+    retry_after: str | None = None
+    body: bytes = b""
+
+    def trace(self) -> dict[str, Any]:
+        return {
+            "target": self.target.sparks_id,
+            "backend": self.target.backend,
+            "upstream_model": self.target.upstream_model,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class Served:
+    """The winning attempt: an open streaming response, or a parsed JSON body."""
+
+    target: Target
+    attempts: list[Attempt]
+    upstream_ms: float
+    response: aiohttp.ClientResponse | None = None
+    payload: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fallback_from(self) -> str | None:
+        first = self.attempts[0].target.sparks_id
+        return first if first != self.target.sparks_id else None
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+
+
+@dataclass
+class BackendHealth:
+    reachable: bool | None = None
+    last_error: str | None = None
+    last_ok: float | None = None
+    last_failure: float | None = None
+
+
+BodyFactory = Callable[[Target], bytes | aiohttp.FormData]
+
+
+class Upstreams:
+    """The pooled upstream client; `open_chain` runs a fallback chain."""
+
+    def __init__(self, backends: Mapping[str, BackendConfig], session: aiohttp.ClientSession):
+        self.backends = backends
+        self.session = session
+        self.health: dict[str, BackendHealth] = {name: BackendHealth() for name in backends}
+        self._auth: dict[str, dict[str, str]] = {}
+        for name, backend in backends.items():
+            key = find_backend_key(backend)
+            self._auth[name] = {"Authorization": f"Bearer {key.key}"} if key else {}
+
+    @staticmethod
+    def new_session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30)
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            json_serialize=json.dumps,
+            timeout=aiohttp.ClientTimeout(total=None),
+            headers={"User-Agent": "sparks"},
+        )
+
+    def timeout_for(self, backend: BackendConfig) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=backend.connect_timeout_s,
+            sock_read=backend.timeout_s or None,
+        )
+
+    async def get_json(self, backend: BackendConfig, path: str, timeout_s: float) -> Any:
+        """A short GET (model discovery, doctor); raises aiohttp/ValueError on failure."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self.session.get(
+            backend.base_url + path, headers=self._auth[backend.name], timeout=timeout
+        ) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def open_chain(
+        self,
+        chain: tuple[Target, ...],
+        path: str,
+        make_body: BodyFactory,
+        record: RequestRecord,
+        *,
+        stream: bool,
+        content_type: str = "application/json",
+    ) -> Served:
+        """Try each target in order until one answers; raise the SPEC §4.2 error when none does."""
+        attempts: list[Attempt] = []
+        for number, target in enumerate(chain, start=1):
+            attempt, served = await self._attempt(
+                target, path, make_body(target), stream, content_type
+            )
+            attempts.append(attempt)
+            record.emit(
+                "upstream.attempt",
+                backend=target.backend,
+                upstream_model=target.upstream_model,
+                attempt=number,
+                status=attempt.status,
+                latency_ms=attempt.latency_ms,
+                error=attempt.error,
+            )
+            self._note_health(target, attempt)
+            if served is not None:
+                served.attempts = attempts
+                return served
+            if attempt.kind == "status" and not _retryable(attempt.status):
+                raise passthrough_error(attempt, attempts)
+        raise exhausted_error(attempts)
+
+    async def _attempt(
+        self,
+        target: Target,
+        path: str,
+        body: bytes | aiohttp.FormData,
+        stream: bool,
+        content_type: str,
+    ) -> tuple[Attempt, Served | None]:
+        backend = self.backends[target.backend or ""]
+        attempt = Attempt(target)
+        headers = dict(self._auth[backend.name])
+        if isinstance(body, bytes):
+            headers["Content-Type"] = content_type
+        start = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
+        try:
+            response = await self.session.post(
+                backend.base_url + path,
+                data=body,
+                headers=headers,
+                timeout=self.timeout_for(backend),
+            )
+            attempt.status = response.status
+            if response.status >= 400:
+                attempt.kind = "status"
+                attempt.body = await response.content.read(64 * 1024)
+                attempt.retry_after = response.headers.get("Retry-After")
+                attempt.error = f"HTTP {response.status}: {_error_text(attempt.body)}"
+                response.close()
+                return _finish(attempt, start), None
+            if stream:
+                served = Served(target, [], 0.0, response=response, headers=response.headers)
+                _finish(attempt, start)
+                served.upstream_ms = attempt.latency_ms
+                return attempt, served
+            raw = await response.content.read(MAX_JSON_BYTES + 1)
+            if len(raw) > MAX_JSON_BYTES:
+                raise _Invalid(f"response body larger than {MAX_JSON_BYTES} bytes")
+            payload = _parse_payload(raw, response.headers.get("Content-Type", ""))
+            response.release()
+            _finish(attempt, start)
+            return attempt, Served(
+                target, [], attempt.latency_ms, payload=payload, headers=response.headers
+            )
+        except _Invalid as exc:
+            attempt.kind, attempt.error = "invalid", str(exc)
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            attempt.kind, attempt.error = "connect", _connect_text(backend, exc)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            attempt.kind = "timeout"
+            attempt.error = f"no answer from {backend.name} within {backend.timeout_s:g}s"
+        except aiohttp.ClientError as exc:
+            attempt.kind = "invalid"
+            attempt.error = f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            if response is not None:
+                response.close()
+            raise
+        if response is not None:
+            response.close()
+        return _finish(attempt, start), None
+
+    def _note_health(self, target: Target, attempt: Attempt) -> None:
+        health = self.health.get(target.backend or "")
+        if health is None:
+            return
+        now = time.time()
+        if attempt.kind == "ok" or (attempt.kind == "status" and (attempt.status or 0) < 500):
+            health.reachable, health.last_ok = True, now
+        else:
+            health.last_failure, health.last_error = now, attempt.error
+            health.reachable = attempt.kind not in ("connect",)
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _finish(attempt: Attempt, start: float) -> Attempt:
+    attempt.latency_ms = round((time.perf_counter() - start) * 1000, 2)
+    return attempt
+
+
+def _retryable(status: int | None) -> bool:
+    return status is not None and (status in RETRYABLE_STATUS or status >= 500)
+
+
+def _parse_payload(raw: bytes, content_type: str) -> Any:
+    if "json" not in content_type and not raw.lstrip().startswith((b"{", b"[")):
+        kind = content_type.split(";")[0] or "no content type"
+        raise _Invalid(f"expected JSON, got {kind} ({len(raw)} bytes)")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise _Invalid(f"invalid JSON from upstream: {exc}") from None
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            return str(data["error"].get("message", ""))[:300]
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return data["error"][:300]
+    except ValueError:
+        pass
+    return body[:200].decode("utf-8", "replace").strip() or "(empty body)"
+
+
+def _connect_text(backend: BackendConfig, exc: Exception) -> str:
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    return f"cannot connect to {backend.name} at {backend.base_url}: {reason}"
+
+
+def passthrough_error(attempt: Attempt, attempts: list[Attempt]) -> SparksError:
+    """An upstream 4xx goes back as it came: status, and the upstream's error object if shaped."""
+    status = attempt.status or 502
+    headers = {"Retry-After": attempt.retry_after} if attempt.retry_after else {}
+    error: dict[str, Any] | None = None
+    try:
+        data = json.loads(attempt.body)
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            error = data["error"]
+    except ValueError:
+        pass
+    code = str(error.get("code") or f"upstream_{status}") if error else f"upstream_{status}"
+    message = (
+        str(error.get("message")) if error and error.get("message") else _error_text(attempt.body)
+    )
+    exc = SparksError(
+        status,
+        code,
+        f"{attempt.target.sparks_id}: {message}",
+        param=error.get("param") if error else None,
+        headers=headers,
+    )
+    exc.route_trace = [a.trace() for a in attempts]
+    return exc
+
+
+def exhausted_error(attempts: list[Attempt]) -> SparksError:
+    """SPEC §4.2: the last entry's 4xx as it came, else 502/503/504."""
+    if not attempts:
+        return SparksError(503, "no_backend", "No backend can serve this model")
+    last = attempts[-1]
+    if last.kind == "status" and last.status is not None and last.status < 500:
+        return passthrough_error(last, attempts)
+    if last.kind == "connect":
+        exc = SparksError(503, "upstream_unavailable", last.error or "upstream unreachable")
+    elif last.kind == "timeout":
+        exc = SparksError(504, "upstream_timeout", last.error or "upstream timed out")
+    else:
+        detail = last.error or "invalid response"
+        exc = SparksError(502, "upstream_error", f"{last.target.sparks_id}: {detail}")
+    exc.route_trace = [a.trace() for a in attempts]
+    return exc
