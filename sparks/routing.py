@@ -168,7 +168,7 @@ class RouteTable:
             raise SparksError(
                 503,
                 "no_local_backend",
-                f"'{model}' has no target on a loopback backend; nothing may leave this machine",
+                f"model '{model}' has no target on a loopback backend; nothing may leave this machine",
                 param="model",
             )
         return replace(route, chain=chain, local_only=True)

@@ -209,10 +209,6 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
             response.headers.setdefault(name, value)
 
 
-async def _not_found(request: web.Request) -> web.Response:
-    raise SparksError(404, "not_found", f"No endpoint {request.method} {request.path}")
-
-
 def create_app(
     config: Config,
     credentials: Credentials,
@@ -246,7 +242,6 @@ def create_app(
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 
 
