@@ -316,7 +316,12 @@ async def serve_until_stopped(
     try:
         await stop.wait()
     finally:
+        # further signals during the bounded drain are ignored rather than killing mid-write
+        print(
+            f"sparks: stopping; draining in-flight requests (up to {grace_s:g}s)…",
+            file=sys.stderr,
+            flush=True,
+        )
+        await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        print("sparks: stopping; draining in-flight requests…", file=sys.stderr, flush=True)
-        await runner.cleanup()

@@ -53,14 +53,43 @@ from sparks.ghosts.workspace import (
 TRUNCATION_MARKER = "\n[… truncated {n} bytes]"
 
 READ_ONLY_PROGRAMS = frozenset(
-    {"ls", "cat", "head", "tail", "wc", "grep", "rg", "find", "git", "file", "stat", "tree", "pwd",
-     "echo", "du", "sort", "uniq", "cut"}
+    {
+        "ls",
+        "cat",
+        "head",
+        "tail",
+        "wc",
+        "grep",
+        "rg",
+        "find",
+        "git",
+        "file",
+        "stat",
+        "tree",
+        "pwd",
+        "echo",
+        "du",
+        "sort",
+        "uniq",
+        "cut",
+    }
 )
-GIT_READ_ONLY_SUBCOMMANDS = frozenset({"status", "log", "diff", "show", "blame", "ls-files", "grep"})
+GIT_READ_ONLY_SUBCOMMANDS = frozenset(
+    {"status", "log", "diff", "show", "blame", "ls-files", "grep"}
+)
 
 _FORBIDDEN_WORDS = {
-    "find": {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf",
-             "-fls"},
+    "find": {
+        "-exec",
+        "-execdir",
+        "-ok",
+        "-okdir",
+        "-delete",
+        "-fprint",
+        "-fprint0",
+        "-fprintf",
+        "-fls",
+    },
 }
 _FORBIDDEN_LONG = {
     "rg": ("--pre",),
@@ -73,14 +102,39 @@ _NAMES_ONLY = frozenset({"ls", "find", "stat", "du", "tree", "wc", "pwd", "echo"
 """Programs that print names or sizes, not content: secret-looking names may be arguments."""
 
 _SECRET_ENV = (
-    "*API_KEY*", "*APIKEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_PASS",
-    "*CREDENTIAL*", "*PRIVATE_KEY*", "*_KEY", "*_AUTH", "*_AUTH_*", "*COOKIE*", "*_DSN",
-    "SPARKS_*", "AWS_*", "AZURE_*", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS",
-    "KUBECONFIG", "RIPGREP_CONFIG_PATH", "POSIXLY_CORRECT",
+    "*API_KEY*",
+    "*APIKEY*",
+    "*TOKEN*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*_PASS",
+    "*CREDENTIAL*",
+    "*PRIVATE_KEY*",
+    "*_KEY",
+    "*_AUTH",
+    "*_AUTH_*",
+    "*COOKIE*",
+    "*_DSN",
+    "SPARKS_*",
+    "AWS_*",
+    "AZURE_*",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "KUBECONFIG",
+    "RIPGREP_CONFIG_PATH",
+    "POSIXLY_CORRECT",
 )
 _URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
-_FIXED_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0",
-              "GIT_OPTIONAL_LOCKS": "0", "TERM": "dumb", "NO_COLOR": "1"}
+_FIXED_ENV = {
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "TERM": "dumb",
+    "NO_COLOR": "1",
+}
 _DRAIN_S = 0.5
 
 
@@ -105,9 +159,25 @@ def _bwrap_probe() -> tuple[str | None, str | None]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap (bwrap) is not installed"
-    probe = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-             "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--",
-             "/bin/true"]
+    probe = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--",
+        "/bin/true",
+    ]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -153,8 +223,20 @@ def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
 def bwrap_argv(bwrap: str, workspace: Path, read_only: bool, home: str | None) -> list[str]:
     """The bwrap prefix for a command jailed to `workspace` (see the module docstring)."""
     ws = str(workspace)
-    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    argv = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/run",
+    ]
     if home and home != "/" and Path(home).is_dir():
         argv += ["--tmpfs", home]
     argv += ["--ro-bind" if read_only else "--bind", ws, ws]
@@ -163,8 +245,16 @@ def bwrap_argv(bwrap: str, workspace: Path, read_only: bool, home: str | None) -
             argv += ["--tmpfs", str(secret)]
         else:
             argv += ["--ro-bind", "/dev/null", str(secret)]
-    argv += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-             "--chdir", ws, "--"]
+    argv += [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--chdir",
+        ws,
+        "--",
+    ]
     return argv
 
 
@@ -181,7 +271,7 @@ def _shell_syntax(command: str) -> str | None:
             i += 1
         elif char == "`":
             return "`"
-        elif char == "$" and (following.isalnum() or following in "_{(?#@*!$-"):
+        elif char == "$" and following and (following.isalnum() or following in "_{(?#@*!$-"):
             return "$" + following
         elif quote == '"':
             quote = None if char == '"' else quote
@@ -236,9 +326,9 @@ def read_only_argv(command: str, workspace: Path, env: Mapping[str, str]) -> lis
     if program == "git" and (not args or args[0] not in GIT_READ_ONLY_SUBCOMMANDS):
         allowed = ", ".join(sorted(GIT_READ_ONLY_SUBCOMMANDS))
         raise ShellRefused(f"read-only ghosts may run git with one of: {allowed}")
-    pattern_pending = program in ("grep", "rg") or args[:1] == ["grep"]
-    if any(a in ("-e", "-f") or a.startswith(("--regexp", "--file", "-e", "-f")) for a in args):
-        pattern_pending = False
+    pattern_pending = program in ("grep", "rg") or (program == "git" and args[0] == "grep")
+    if any(a.startswith(("--regexp", "--file", "-e", "-f")) for a in args):
+        pattern_pending = False  # the pattern comes from an option; every positional is a path
     positional_only = False
     for index, arg in enumerate(args):
         if program == "git" and index == 0:
@@ -261,15 +351,19 @@ def read_only_argv(command: str, workspace: Path, env: Mapping[str, str]) -> lis
     if program == "uniq" and sum(not a.startswith("-") and not a.isdigit() for a in args) > 1:
         raise ShellRefused("uniq with an output file is not allowed for a read-only ghost")
     executable = shutil.which(program, path=env.get("PATH"))
-    if executable is None:
+    if executable is None or not os.path.isabs(executable):
         raise ShellRefused(f"{program!r} is not installed")
     if Path(executable).resolve().is_relative_to(workspace):
         raise ShellRefused(f"{program!r} resolves to a file inside the workspace")
-    return [executable, *_hidden_secret_flags(program), *args]
+    if program == "git":
+        return [executable, "-c", "core.fsmonitor=false", *args]
+    # Our excludes go last so that they win over the model's own --include / --glob.
+    end = args.index("--") if "--" in args else len(args)
+    return [executable, *args[:end], *_secret_excludes(program), *args[end:]]
 
 
-def _hidden_secret_flags(program: str) -> list[str]:
-    """Flags that keep recursive grep/rg out of secret files, and git off fsmonitor hooks."""
+def _secret_excludes(program: str) -> list[str]:
+    """Flags that keep a recursive grep or rg out of secret files."""
     if program == "grep":
         return [f"--exclude={glob}" for glob in SECRET_FILE_GLOBS] + [
             f"--exclude-dir={name}" for name in sorted(SECRET_DIR_NAMES)
@@ -277,8 +371,6 @@ def _hidden_secret_flags(program: str) -> list[str]:
     if program == "rg":
         globs = [*SECRET_FILE_GLOBS, *sorted(SECRET_DIR_NAMES)]
         return ["--no-config", *(f"--iglob=!{glob}" for glob in globs)]
-    if program == "git":
-        return ["-c", "core.fsmonitor=false"]
     return []
 
 
@@ -348,8 +440,13 @@ async def run_process(
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=cwd,
-            env=dict(env), start_new_session=True,
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
         )
     except BaseException:
         os.close(read_fd)
@@ -392,7 +489,6 @@ async def run_shell(
     env = scrubbed_env(os.environ)
     argv = read_only_argv(command, workspace, env) if read_only else ["/bin/sh", "-c", command]
     if await asyncio.to_thread(sandbox_in_effect, sandbox) == "bwrap":
-        bwrap, _ = _bwrap_probe()
-        assert bwrap is not None
+        bwrap = _bwrap_probe()[0] or "bwrap"
         argv = bwrap_argv(bwrap, workspace, read_only, env.get("HOME")) + argv
     return await run_process(argv, workspace, env, timeout_s, max_output_bytes)

@@ -41,8 +41,16 @@ SKIPPED_DIR_NAMES = frozenset({".git"})
 """Directories `list_dir` and `search` never enter."""
 
 NOT_EXPANDED_DIR_NAMES = frozenset(
-    {"node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-     ".tox"}
+    {
+        "node_modules",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+    }
 )
 """Vendored or generated directories: listed, but not walked into by `list_dir` or `search`."""
 
@@ -94,7 +102,7 @@ def resolve_in_workspace(workspace: Path, raw: object, *, allow_secret: bool = F
     if allow_secret:
         return resolved
     if is_secret_path(resolved.relative_to(workspace)) or is_secret_name(requested.name):
-        raise WorkspaceError(f"refused: {raw!r} looks like a secrets file")
+        raise WorkspaceError(f"{raw!r} looks like a secrets file")
     return resolved
 
 
@@ -119,8 +127,14 @@ def find_secret_entries(workspace: Path, max_depth: int = 2, limit: int = 200) -
                 continue
             is_dir = entry.is_dir()
             name = entry.name
-            if (is_dir and name.lower() in SECRET_DIR_NAMES) or (not is_dir and is_secret_name(name)):
+            if (is_dir and name.lower() in SECRET_DIR_NAMES) or (
+                not is_dir and is_secret_name(name)
+            ):
                 found.append(Path(entry.path))
-            elif is_dir and depth < max_depth and name not in NOT_EXPANDED_DIR_NAMES | SKIPPED_DIR_NAMES:
+            elif (
+                is_dir
+                and depth < max_depth
+                and name not in NOT_EXPANDED_DIR_NAMES | SKIPPED_DIR_NAMES
+            ):
                 pending.append((Path(entry.path), depth + 1))
     return found[:limit]

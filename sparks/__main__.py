@@ -1,0 +1,3 @@
+from sparks.cli import main
+
+main()
