@@ -101,7 +101,6 @@ async def run_checks(config: Config, path: Path | None) -> list[Check]:
 
 def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
     from .ghosts.definitions import ghost_specs
-    from .ghosts.sandbox_status import sandbox_summary
 
     checks = []
     try:
@@ -111,16 +110,17 @@ def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
     for spec in specs:
         model = spec.model or _first_model(catalog)
         if not model:
-            checks.append(Check(f"ghost {spec.name}", False, "no model: configure a backend"))
-            continue
-        try:
-            route = catalog.table.resolve(model)
-            ok = route.kind in ("backend", "alias") and bool(route.chain)
-            detail = f"model {model} → {route.label}"
-        except SparksError as exc:
-            ok, detail = False, f"model {model}: {exc.message}"
-        detail += f"; workspace {spec.workspace}; sandbox {sandbox_summary(spec.sandbox)}"
-        checks.append(Check(f"ghost {spec.name}", ok, detail))
+            ok, detail = False, "no model: configure a backend or ghost_defaults.model"
+        else:
+            try:
+                route = catalog.table.resolve(model)
+                ok = route.kind in ("backend", "alias") and bool(route.chain)
+                detail = f"model {model} → {route.label}"
+            except SparksError as exc:
+                ok, detail = False, f"model {model}: {exc.message}"
+        sandbox, sandbox_ok = sandbox_summary(spec.sandbox)
+        detail += f"; workspace {spec.workspace}; sandbox {sandbox}"
+        checks.append(Check(f"ghost {spec.name}", ok and sandbox_ok, detail))
     return checks
 
 
@@ -129,3 +129,16 @@ def _first_model(catalog: Catalog) -> str:
         if models:
             return f"{backend}/{models[0]}"
     return ""
+
+
+def sandbox_summary(mode: str) -> tuple[str, bool]:
+    """Which jail `shell` runs in for a configured `sandbox` mode, and whether that mode works."""
+    from .ghosts.shell import SandboxUnavailable, sandbox_in_effect
+
+    try:
+        effective = sandbox_in_effect(mode)
+    except SandboxUnavailable as exc:
+        return f"{mode} unavailable: {exc}", False
+    if effective == "none":
+        return "none (bubblewrap not usable; shell runs unjailed with a scrubbed env)", True
+    return "bwrap (read-only system, no network)", True

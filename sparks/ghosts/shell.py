@@ -53,43 +53,16 @@ from sparks.ghosts.workspace import (
 TRUNCATION_MARKER = "\n[… truncated {n} bytes]"
 
 READ_ONLY_PROGRAMS = frozenset(
-    {
-        "ls",
-        "cat",
-        "head",
-        "tail",
-        "wc",
-        "grep",
-        "rg",
-        "find",
-        "git",
-        "file",
-        "stat",
-        "tree",
-        "pwd",
-        "echo",
-        "du",
-        "sort",
-        "uniq",
-        "cut",
-    }
+    "ls cat head tail wc grep rg find git file stat tree pwd echo du sort uniq cut".split()
 )
-GIT_READ_ONLY_SUBCOMMANDS = frozenset(
-    {"status", "log", "diff", "show", "blame", "ls-files", "grep"}
-)
+GIT_READ_ONLY_SUBCOMMANDS = frozenset("status log diff show blame ls-files grep".split())
+_NAMES_ONLY = frozenset("ls find stat du tree wc pwd echo".split())
+"""Programs that print names or sizes, not content: secret-looking names may be arguments."""
 
+# Options that write files or run other programs: exact words, long options (also with
+# "=value"), and letters refused anywhere in a short-option cluster.
 _FORBIDDEN_WORDS = {
-    "find": {
-        "-exec",
-        "-execdir",
-        "-ok",
-        "-okdir",
-        "-delete",
-        "-fprint",
-        "-fprint0",
-        "-fprintf",
-        "-fls",
-    },
+    "find": set("-exec -execdir -ok -okdir -delete -fprint -fprint0 -fprintf -fls".split())
 }
 _FORBIDDEN_LONG = {
     "rg": ("--pre",),
@@ -98,43 +71,23 @@ _FORBIDDEN_LONG = {
     "file": ("--compile",),
 }
 _FORBIDDEN_SHORT = {"sort": "o", "tree": "o", "git": "O", "file": "C"}
-_NAMES_ONLY = frozenset({"ls", "find", "stat", "du", "tree", "wc", "pwd", "echo"})
-"""Programs that print names or sizes, not content: secret-looking names may be arguments."""
 
 _SECRET_ENV = (
-    "*API_KEY*",
-    "*APIKEY*",
-    "*TOKEN*",
-    "*SECRET*",
-    "*PASSWORD*",
-    "*PASSWD*",
-    "*_PASS",
-    "*CREDENTIAL*",
-    "*PRIVATE_KEY*",
-    "*_KEY",
-    "*_AUTH",
-    "*_AUTH_*",
-    "*COOKIE*",
-    "*_DSN",
-    "SPARKS_*",
-    "AWS_*",
-    "AZURE_*",
-    "SSH_AUTH_SOCK",
-    "GPG_AGENT_INFO",
-    "DBUS_SESSION_BUS_ADDRESS",
-    "KUBECONFIG",
-    "RIPGREP_CONFIG_PATH",
-    "POSIXLY_CORRECT",
-)
+    "*API_KEY* *APIKEY* *TOKEN* *SECRET* *PASSWORD* *PASSWD* *_PASS *CREDENTIAL* *PRIVATE_KEY* "
+    "*_KEY *_AUTH *_AUTH_* *COOKIE* *_DSN SPARKS_* AWS_* AZURE_* SSH_AUTH_SOCK GPG_AGENT_INFO "
+    "DBUS_SESSION_BUS_ADDRESS KUBECONFIG RIPGREP_CONFIG_PATH POSIXLY_CORRECT"
+).split()
 _URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
-_FIXED_ENV = {
-    "PAGER": "cat",
-    "GIT_PAGER": "cat",
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_OPTIONAL_LOCKS": "0",
-    "TERM": "dumb",
-    "NO_COLOR": "1",
-}
+_FIXED_ENV = dict(
+    PAGER="cat",
+    GIT_PAGER="cat",
+    GIT_TERMINAL_PROMPT="0",
+    GIT_OPTIONAL_LOCKS="0",
+    TERM="dumb",
+    NO_COLOR="1",
+)
+_JAIL_MOUNTS = "--ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /run".split()
+_JAIL_FLAGS = "--unshare-all --die-with-parent --new-session --cap-drop ALL".split()
 _DRAIN_S = 0.5
 
 
@@ -159,25 +112,7 @@ def _bwrap_probe() -> tuple[str | None, str | None]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap (bwrap) is not installed"
-    probe = [
-        bwrap,
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--",
-        "/bin/true",
-    ]
+    probe = [bwrap, *_JAIL_MOUNTS, *_JAIL_FLAGS, "--", "/bin/true"]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -223,38 +158,17 @@ def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
 def bwrap_argv(bwrap: str, workspace: Path, read_only: bool, home: str | None) -> list[str]:
     """The bwrap prefix for a command jailed to `workspace` (see the module docstring)."""
     ws = str(workspace)
-    argv = [
-        bwrap,
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--tmpfs",
-        "/run",
-    ]
-    if home and home != "/" and Path(home).is_dir():
-        argv += ["--tmpfs", home]
-    argv += ["--ro-bind" if read_only else "--bind", ws, ws]
+    bind = ["--ro-bind" if read_only else "--bind", ws, ws]
+    hide_home = ["--tmpfs", home] if home and home != "/" and Path(home).is_dir() else []
+    # Mounts stack in order: an empty home must go under a workspace inside it, over one around it.
+    inside_home = bool(hide_home) and workspace.is_relative_to(home)
+    argv = [bwrap, *_JAIL_MOUNTS, *(hide_home + bind if inside_home else bind + hide_home)]
     for secret in find_secret_entries(workspace):
         if secret.is_dir():
             argv += ["--tmpfs", str(secret)]
         else:
             argv += ["--ro-bind", "/dev/null", str(secret)]
-    argv += [
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--chdir",
-        ws,
-        "--",
-    ]
+    argv += [*_JAIL_FLAGS, "--chdir", ws, "--"]
     return argv
 
 

@@ -36,9 +36,10 @@ from sparks.ghosts.workspace import (
     SKIPPED_DIR_NAMES,
     WorkspaceError,
     display_path,
-    is_hidden_name,
-    is_secret_path,
+    is_visible,
     resolve_in_workspace,
+    visible_files,
+    visible_tree,
 )
 
 TOOL_NAMES = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
@@ -46,6 +47,7 @@ WRITE_TOOLS = frozenset({"write_file", "edit_file"})
 MAX_LIST_ENTRIES = 500
 MAX_LINE_CHARS = 300
 MAX_WRITE_CHARS = 5_000_000
+NO_OUTPUT = "(no output)\n"
 
 
 @dataclass(frozen=True)
@@ -243,33 +245,7 @@ def _list_dir(ctx: ToolContext, args: dict) -> ToolResult:
     shown = display_path(ctx.workspace, root)
     if not root.is_dir():
         return ToolResult(False, f"error: {shown} is not a directory", "not a directory")
-    lines: list[str] = []
-
-    def walk(directory: Path, level: int) -> None:
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: (not e.is_dir(), e.name.lower()))
-        except OSError as exc:
-            lines.append(f"{'  ' * level}[unreadable: {exc.strerror}]")
-            return
-        for entry in entries:
-            if len(lines) >= MAX_LIST_ENTRIES:
-                return
-            is_link, is_dir = entry.is_symlink(), entry.is_dir()
-            if is_hidden_name(entry.name, is_dir):
-                continue
-            indent = "  " * level
-            if is_link:
-                lines.append(f"{indent}{entry.name}@")
-            elif is_dir and entry.name in NOT_EXPANDED_DIR_NAMES:
-                lines.append(f"{indent}{entry.name}/ (not expanded)")
-            elif is_dir:
-                lines.append(f"{indent}{entry.name}/")
-                if level + 1 < depth:
-                    walk(Path(entry.path), level + 1)
-            else:
-                lines.append(f"{indent}{entry.name}")
-
-    walk(root, 0)
+    lines = visible_tree(root, depth, MAX_LIST_ENTRIES)
     more = f"\n[stopped at {MAX_LIST_ENTRIES} entries]" if len(lines) >= MAX_LIST_ENTRIES else ""
     header = f"[{shown}/: {len(lines)} entries, depth {depth}]"
     return ToolResult(True, "\n".join([header, *lines]) + more, f"listed {len(lines)} entries")
@@ -286,11 +262,6 @@ def _hit(rel: str, number: int | str, text: str) -> str:
 def _clip_line(text: str) -> str:
     text = text.rstrip("\r\n")
     return text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + "…"
-
-
-def _visible(rel: str) -> bool:
-    parts = PurePosixPath(rel).parts
-    return not is_secret_path(PurePosixPath(rel)) and not SKIPPED_DIR_NAMES & set(parts)
 
 
 async def _search_rg(
@@ -311,7 +282,7 @@ async def _search_rg(
     argv += ["--glob", glob] if glob else []
     excluded = [*SKIPPED_DIR_NAMES, *NOT_EXPANDED_DIR_NAMES, *SECRET_DIR_NAMES, *SECRET_FILE_GLOBS]
     argv += [f"--iglob=!{name}" for name in excluded]
-    argv += ["-e", pattern, "--", os.path.relpath(start, ctx.workspace)]
+    argv += ["-e", pattern, "--", display_path(ctx.workspace, start)]
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=ctx.workspace,
@@ -329,7 +300,7 @@ async def _search_rg(
             number, _, text = rest.partition(":")
             if not nul:
                 messages.append(line.rstrip())
-            elif _visible(rel.removeprefix("./")):
+            elif is_visible(PurePosixPath(rel.removeprefix("./"))):
                 hits.append(_hit(rel.removeprefix("./"), number, text))
     finally:
         if proc.returncode is None:
@@ -350,7 +321,7 @@ def _search_python(
         return [], f"invalid regex: {exc}"
     deadline = time.monotonic() + ctx.timeout_s
     hits: list[str] = []
-    for path in _walk_files(start):
+    for path in visible_files(start):
         rel = path.relative_to(ctx.workspace).as_posix()
         if glob and not fnmatch.fnmatch(rel if "/" in glob else path.name, glob):
             continue
@@ -368,22 +339,6 @@ def _search_python(
                 if len(hits) >= max_hits:
                     return hits, None
     return hits, None
-
-
-def _walk_files(start: Path) -> list[Path] | Any:
-    if start.is_file():
-        yield start
-        return
-    for directory, dirnames, filenames in os.walk(start):
-        dirnames[:] = sorted(
-            name
-            for name in dirnames
-            if not is_hidden_name(name, True) and name not in NOT_EXPANDED_DIR_NAMES
-        )
-        for name in sorted(filenames):
-            path = Path(directory, name)
-            if not is_hidden_name(name, False) and not path.is_symlink():
-                yield path
 
 
 async def _search(ctx: ToolContext, args: dict) -> ToolResult:
@@ -483,7 +438,7 @@ async def _shell(ctx: ToolContext, args: dict) -> ToolResult:
         status = f"killed by signal {-run.exit_code}"
     else:
         status = f"exit code {run.exit_code}"
-    return ToolResult(run.exit_code == 0, f"{output or '(no output)\n'}[{status}]", status)
+    return ToolResult(run.exit_code == 0, f"{output or NO_OUTPUT}[{status}]", status)
 
 
 def _in_thread(func: Callable[[ToolContext, dict], ToolResult]) -> Callable[..., Coroutine]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 SECRET_DIR_NAMES = frozenset({".ssh", ".aws", ".gnupg"})
@@ -138,3 +139,57 @@ def find_secret_entries(workspace: Path, max_depth: int = 2, limit: int = 200) -
             ):
                 pending.append((Path(entry.path), depth + 1))
     return found[:limit]
+
+
+def is_visible(relative: PurePath) -> bool:
+    """False for what listings and searches must not show: secrets and anything under .git."""
+    return not is_secret_path(relative) and not SKIPPED_DIR_NAMES.intersection(relative.parts)
+
+
+def visible_tree(root: Path, depth: int, max_entries: int) -> list[str]:
+    """An indented listing of `root`: dirs end with '/', symlinks with '@' and are not followed."""
+    lines: list[str] = []
+
+    def walk(directory: Path, level: int) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: (not e.is_dir(), e.name.lower()))
+        except OSError as exc:
+            lines.append(f"{'  ' * level}[unreadable: {exc.strerror}]")
+            return
+        for entry in entries:
+            if len(lines) >= max_entries:
+                return
+            is_dir = entry.is_dir()
+            if is_hidden_name(entry.name, is_dir):
+                continue
+            indent = "  " * level
+            if entry.is_symlink():
+                lines.append(f"{indent}{entry.name}@")
+            elif is_dir and entry.name in NOT_EXPANDED_DIR_NAMES:
+                lines.append(f"{indent}{entry.name}/ (not expanded)")
+            elif is_dir:
+                lines.append(f"{indent}{entry.name}/")
+                if level + 1 < depth:
+                    walk(Path(entry.path), level + 1)
+            else:
+                lines.append(f"{indent}{entry.name}")
+
+    walk(root, 0)
+    return lines
+
+
+def visible_files(start: Path) -> Iterator[Path]:
+    """Files a search may read under `start`: no secrets, .git, vendored dirs or symlinks."""
+    if start.is_file():
+        yield start
+        return
+    for directory, dirnames, filenames in os.walk(start):
+        dirnames[:] = sorted(
+            name
+            for name in dirnames
+            if not is_hidden_name(name, True) and name not in NOT_EXPANDED_DIR_NAMES
+        )
+        for name in sorted(filenames):
+            path = Path(directory, name)
+            if not is_hidden_name(name, False) and not path.is_symlink():
+                yield path
