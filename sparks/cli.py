@@ -76,6 +76,12 @@ def serve(config_path: str | None, bind: str | None, log_level: str, allow_nonlo
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = load_or_exit(config_path)
+    try:
+        from .ghosts.definitions import ghost_specs
+
+        ghost_specs(config)
+    except ConfigError as exc:
+        fail(f"invalid config: {exc}", 2)
     api = config.openai_api
     if bind:
         try:

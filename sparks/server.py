@@ -19,7 +19,7 @@ from .auth import Credentials, presented_key
 from .catalog import Catalog
 from .config import Config
 from .errors import SparksError
-from .ghosts.runner import GhostRunner
+from .ghost_endpoint import GhostRunner
 from .handlers import chat_completions, get_model, health, list_models
 from .limiter import TokenBucket, format_reset
 from .observer import Observer

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from .auth import Credentials
     from .catalog import Catalog
     from .config import Config
-    from .ghosts.runner import GhostRunner
+    from .ghost_endpoint import GhostRunner
     from .limiter import TokenBucket
     from .observer import Observer
     from .tracking import RequestRecord

@@ -9,14 +9,13 @@ output tells the model what went wrong. Path rules live in `workspace.py`, the
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import contextlib
 import json
 import os
 import re
 import shutil
-import stat
+import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -36,10 +35,12 @@ from sparks.ghosts.workspace import (
     SKIPPED_DIR_NAMES,
     WorkspaceError,
     display_path,
+    grep_files,
     is_visible,
+    looks_binary,
     resolve_in_workspace,
-    visible_files,
     visible_tree,
+    write_atomic,
 )
 
 TOOL_NAMES = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
@@ -209,17 +210,13 @@ def _arg(args: dict, key: str, kind: type, default: Any = ..., lo: float = 0, hi
     return kind(value)
 
 
-def _looks_binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
-
-
 def _read_file(ctx: ToolContext, args: dict) -> ToolResult:
     path = resolve_in_workspace(ctx.workspace, _arg(args, "path", str))
     shown = display_path(ctx.workspace, path)
     offset = _arg(args, "offset", int, 1, 0, 10**9) or 1
     limit = _arg(args, "limit", int, 400, 1, 2000)
     with path.open("rb") as handle:
-        if _looks_binary(handle.read(8192)):
+        if looks_binary(handle.read(8192)):
             return ToolResult(False, f"error: {shown} is a binary file; not shown", "binary file")
         handle.seek(0)
         selected, total = [], 0
@@ -251,6 +248,11 @@ def _list_dir(ctx: ToolContext, args: dict) -> ToolResult:
     return ToolResult(True, "\n".join([header, *lines]) + more, f"listed {len(lines)} entries")
 
 
+_RG_FLAGS = (
+    "--no-config --line-number --no-heading --with-filename --null --color=never --hidden"
+).split()
+
+
 def _ripgrep() -> str | None:
     return shutil.which("rg")
 
@@ -268,17 +270,7 @@ async def _search_rg(
     rg: str, ctx: ToolContext, pattern: str, start: Path, glob: str | None, max_hits: int
 ) -> tuple[list[str], str | None]:
     """Hits from ripgrep, or an error message; rg is killed once `max_hits` is reached."""
-    argv = [
-        rg,
-        "--no-config",
-        "--line-number",
-        "--no-heading",
-        "--with-filename",
-        "--null",
-        "--color",
-        "never",
-        "--hidden",
-    ]
+    argv = [rg, *_RG_FLAGS]
     argv += ["--glob", glob] if glob else []
     excluded = [*SKIPPED_DIR_NAMES, *NOT_EXPANDED_DIR_NAMES, *SECRET_DIR_NAMES, *SECRET_FILE_GLOBS]
     argv += [f"--iglob=!{name}" for name in excluded]
@@ -303,41 +295,12 @@ async def _search_rg(
             elif is_visible(PurePosixPath(rel.removeprefix("./"))):
                 hits.append(_hit(rel.removeprefix("./"), number, text))
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        if proc.returncode is None:  # not proc.kill(): its poll() races asyncio's child watcher
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
         await proc.communicate()
     if proc.returncode == 2 and not hits:
-        return hits, "\n".join(messages[:20]) or "ripgrep failed"
-    return hits, None
-
-
-def _search_python(
-    ctx: ToolContext, pattern: str, start: Path, glob: str | None, max_hits: int
-) -> tuple[list[str], str | None]:
-    """Fallback when ripgrep is missing: the same skips, Python `re` syntax."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        return [], f"invalid regex: {exc}"
-    deadline = time.monotonic() + ctx.timeout_s
-    hits: list[str] = []
-    for path in visible_files(start):
-        rel = path.relative_to(ctx.workspace).as_posix()
-        if glob and not fnmatch.fnmatch(rel if "/" in glob else path.name, glob):
-            continue
-        if time.monotonic() > deadline:
-            return hits, None
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if _looks_binary(data):
-            continue
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-            if regex.search(line):
-                hits.append(_hit(rel, number, line))
-                if len(hits) >= max_hits:
-                    return hits, None
+        return hits, "\n".join(messages[:20]) or "ripgrep failed"  # e.g. a regex parse error
     return hits, None
 
 
@@ -352,30 +315,23 @@ async def _search(ctx: ToolContext, args: dict) -> ToolResult:
     if rg:
         hits, error = await _search_rg(rg, ctx, pattern, start, glob, max_hits)
     else:
-        hits, error = await asyncio.to_thread(_search_python, ctx, pattern, start, glob, max_hits)
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ToolArgumentError(f"invalid regex: {exc}") from None
+        deadline = time.monotonic() + ctx.timeout_s
+        found = await asyncio.to_thread(
+            grep_files, ctx.workspace, start, regex, glob, max_hits, deadline
+        )
+        hits, error = [_hit(rel, number, text) for rel, number, text in found], None
     if error:
-        return ToolResult(False, f"error: {error}", "error: invalid search")
+        return ToolResult(False, f"error: {error}", _clip(f"error: {error}", 100))
     where = display_path(ctx.workspace, start)
     if not hits:
         return ToolResult(True, f"[no matches for /{pattern}/ in {where}]", "no matches")
     stopped = f"; stopped at max_hits={max_hits}" if len(hits) >= max_hits else ""
     header = f"[{len(hits)} matches for /{pattern}/ in {where}{stopped}]"
     return ToolResult(True, "\n".join([header, *hits]), f"{len(hits)} matches")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _write_file(ctx: ToolContext, args: dict) -> ToolResult:
@@ -388,7 +344,7 @@ def _write_file(ctx: ToolContext, args: dict) -> ToolResult:
         return ToolResult(False, f"error: {shown} is a directory", "error: is a directory")
     existed = path.exists()
     data = content.encode("utf-8")
-    _write_atomic(path, data)
+    write_atomic(path, data)
     verb = "overwrote" if existed else "created"
     summary = f"{verb} {shown} ({content.count(chr(10)) + 1} lines, {len(data)} bytes)"
     return ToolResult(True, summary, summary)
@@ -401,7 +357,7 @@ def _edit_file(ctx: ToolContext, args: dict) -> ToolResult:
         raise ToolArgumentError("argument 'old' must not be empty")
     shown = display_path(ctx.workspace, path)
     data = path.read_bytes()
-    if _looks_binary(data):
+    if looks_binary(data):
         return ToolResult(False, f"error: {shown} is a binary file", "error: binary file")
     text = data.decode("utf-8", "surrogateescape")
     count = text.count(old)
@@ -411,7 +367,7 @@ def _edit_file(ctx: ToolContext, args: dict) -> ToolResult:
         message = f"old text occurs {count} times in {shown}; give more context"
         return ToolResult(False, f"error: {message}", f"old text occurs {count} times")
     line = text[: text.index(old)].count("\n") + 1
-    _write_atomic(path, text.replace(old, new, 1).encode("utf-8", "surrogateescape"))
+    write_atomic(path, text.replace(old, new, 1).encode("utf-8", "surrogateescape"))
     summary = (
         f"edited {shown} at line {line} (-{old.count(chr(10)) + 1} +{new.count(chr(10)) + 1} lines)"
     )
@@ -420,7 +376,7 @@ def _edit_file(ctx: ToolContext, args: dict) -> ToolResult:
 
 async def _shell(ctx: ToolContext, args: dict) -> ToolResult:
     command = _arg(args, "command", str)
-    timeout_s = _arg(args, "timeout_s", float, ctx.timeout_s, 0.1, ctx.timeout_s)
+    timeout_s = min(_arg(args, "timeout_s", float, ctx.timeout_s, 0.1, 1e9), ctx.timeout_s)
     if not command.strip():
         raise ToolArgumentError("argument 'command' must not be empty")
     run = await run_shell(

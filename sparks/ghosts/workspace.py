@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+import stat
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePath
 
@@ -193,3 +197,53 @@ def visible_files(start: Path) -> Iterator[Path]:
             path = Path(directory, name)
             if not is_hidden_name(name, False) and not path.is_symlink():
                 yield path
+
+
+def grep_files(
+    workspace: Path,
+    start: Path,
+    regex: re.Pattern[str],
+    glob: str | None,
+    max_hits: int,
+    deadline: float,
+) -> list[tuple[str, int, str]]:
+    """(path, line number, line) matches in visible text files: search without ripgrep."""
+    hits: list[tuple[str, int, str]] = []
+    for path in visible_files(start):
+        rel = path.relative_to(workspace).as_posix()
+        if glob and not fnmatch.fnmatch(rel if "/" in glob else path.name, glob):
+            continue
+        if time.monotonic() > deadline:
+            break
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if looks_binary(data):
+            continue
+        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+            if regex.search(line):
+                hits.append((rel, number, line))
+                if len(hits) >= max_hits:
+                    return hits
+    return hits
+
+
+def looks_binary(data: bytes) -> bool:
+    """A NUL byte early on means binary, as git and ripgrep decide."""
+    return b"\x00" in data[:8192]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,433 @@
+"""Ghosts through the real app against the fake upstream in scripted mode, over a temp workspace.
+
+The fake upstream plays the ghost's model: each queued turn is one model answer (tool calls or
+a final reply); `{last_tool_result}` in a reply is replaced by the last tool message it received,
+so an answer can only carry file content if the tool really read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from .conftest import API_KEY, AUTH, make_config, read_events, upstream_url
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / "notes.txt").write_text("The rate limiter lives in sparks/limiter.py\n")
+    (ws / "src" / "app.py").write_text("def greet():\n    return 'hello'\n")
+    (ws / ".env").write_text("OPENAI_API_KEY=sk-live-do-not-leak\n")
+    (tmp_path / "outside.txt").write_text("outside secret\n")
+    (ws / "link_out").symlink_to(tmp_path / "outside.txt")
+    return ws
+
+
+def ghost_config(tmp_path: Path, upstream: Any, workspace: Path, **sections: Any) -> Any:
+    ghosts = [
+        {
+            "name": "coder",
+            "description": "Multi-file coding tasks: refactors, features, bug fixes.",
+            "workspace": str(workspace),
+        },
+        {
+            "name": "scout",
+            "description": "Explores files and runs read-only commands; changes nothing.",
+            "tools": ["read_file", "list_dir", "search", "shell"],
+            "read_only": True,
+            "workspace": str(workspace),
+        },
+    ]
+    defaults = {"model": "up/fake-model", "sandbox": "none", **sections.pop("ghost_defaults", {})}
+    return make_config(
+        tmp_path,
+        {"up": upstream_url(upstream)},
+        ghosts=ghosts,
+        ghost_defaults=defaults,
+        **sections,
+    )
+
+
+def script(
+    upstream: Any, fake: Any, turns: list[dict[str, Any]], model: str = "fake-model"
+) -> None:
+    fake.queue_script(upstream.app, model, turns)
+
+
+def call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments}
+
+
+def sdk(client: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=API_KEY, max_retries=0)
+
+
+def tool_messages(upstream: Any, fake: Any) -> list[str]:
+    last = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")][-1]
+    return [m["content"] for m in last.json["messages"] if m["role"] == "tool"]
+
+
+async def test_scout_reads_a_real_file_and_answers_with_it(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(
+        upstream,
+        fake,
+        [
+            {"tool_calls": [call("read_file", path="notes.txt")]},
+            {"reply": "Found it: {last_tool_result}"},
+        ],
+    )
+    async with sdk(client) as oa:
+        raw = await oa.chat.completions.with_raw_response.create(
+            model="sparks/scout",
+            messages=[{"role": "user", "content": "where is the rate limiter configured?"}],
+        )
+    answer = raw.parse()
+    assert "sparks/limiter.py" in answer.choices[0].message.content
+    assert answer.model == "sparks/scout"
+    assert raw.headers["X-Sparks-Route"] == "ghost:scout"
+    assert answer.usage.total_tokens > 0
+    first = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")][0]
+    assert first.json["messages"][0]["role"] == "system"
+    assert str(workspace) in first.json["messages"][0]["content"]
+    names = [t["function"]["name"] for t in first.json["tools"]]
+    assert "write_file" not in names and "edit_file" not in names and "read_file" in names
+    steps = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "ghost.step"]
+    assert steps[0]["tool"] == "read_file" and steps[0]["ok"] is True
+    assert steps[0]["args_summary"].startswith("notes.txt")
+    assert "rate limiter lives" not in (tmp_path / "events.jsonl").read_text()
+
+
+async def test_every_escape_attempt_is_refused_in_the_tool_result(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    attempts = ["../outside.txt", str(tmp_path / "outside.txt"), "link_out", ".env", "/etc/passwd"]
+    script(
+        upstream,
+        fake,
+        [
+            {"tool_calls": [call("read_file", path=p) for p in attempts]},
+            {"reply": "done"},
+        ],
+    )
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "read all"}]},
+        headers=AUTH,
+    )
+    assert resp.status == 200
+    results = tool_messages(upstream, fake)
+    assert len(results) == len(attempts)
+    for attempt, result in zip(attempts, results, strict=True):
+        assert "refused" in result.lower() or "outside" in result.lower(), (attempt, result)
+        assert "outside secret" not in result and "sk-live-do-not-leak" not in result
+        assert "root:" not in result
+
+
+async def test_scout_cannot_write(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(
+        upstream,
+        fake,
+        [
+            {
+                "tool_calls": [
+                    call("write_file", path="new.txt", content="x"),
+                    call("shell", command="touch made_by_shell"),
+                    call("shell", command="ls > listing.txt"),
+                ]
+            },
+            {"reply": "ok"},
+        ],
+    )
+    await client.post(
+        CHAT,
+        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "write"}]},
+        headers=AUTH,
+    )
+    results = tool_messages(upstream, fake)
+    assert all("refused" in r.lower() or "not" in r.lower() for r in results), results
+    assert not (workspace / "new.txt").exists()
+    assert not (workspace / "made_by_shell").exists()
+    assert not (workspace / "listing.txt").exists()
+
+
+async def test_coder_writes_and_edits_only_workspace_files(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(
+        upstream,
+        fake,
+        [
+            {
+                "tool_calls": [
+                    call("write_file", path="src/new.py", content="X = 1\n"),
+                    call("edit_file", path="src/app.py", old="'hello'", new="'hi there'"),
+                    call("write_file", path="../escaped.txt", content="nope"),
+                ]
+            },
+            {"reply": "edited"},
+        ],
+    )
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "edit"}]},
+        headers=AUTH,
+    )
+    assert (await resp.json())["choices"][0]["message"]["content"] == "edited"
+    assert (workspace / "src" / "new.py").read_text() == "X = 1\n"
+    assert "'hi there'" in (workspace / "src" / "app.py").read_text()
+    assert not (tmp_path / "escaped.txt").exists()
+    assert "refused" in tool_messages(upstream, fake)[2].lower()
+
+
+async def test_shell_environment_has_no_api_keys(
+    sparks_client: Any,
+    upstream: Any,
+    fake: Any,
+    tmp_path: Path,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-should-vanish")
+    monkeypatch.setenv("SPARKS_OPENAI_API_KEY", "sk-sparks-should-vanish")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-should-vanish")
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(upstream, fake, [{"tool_calls": [call("shell", command="env")]}, {"reply": "ok"}])
+    await client.post(
+        CHAT,
+        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "env"}]},
+        headers=AUTH,
+    )
+    output = tool_messages(upstream, fake)[0]
+    assert "PATH=" in output
+    assert "should-vanish" not in output
+
+
+async def test_max_steps_ends_the_loop_with_length(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    config = ghost_config(tmp_path, upstream, workspace, ghost_defaults={"max_steps": 3})
+    client = await sparks_client(config)
+    script(
+        upstream,
+        fake,
+        [{"tool_calls": [call("list_dir", path=".", depth=n)]} for n in (1, 2, 3, 4, 5)],
+    )
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "loop"}]},
+        headers=AUTH,
+    )
+    body = await resp.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert "max_steps" in body["choices"][0]["message"]["content"]
+    chat_calls = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")]
+    assert len(chat_calls) == 3
+
+
+async def test_loop_guard_stops_a_repeated_call(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(upstream, fake, [{"tool_calls": [call("read_file", path="notes.txt")]}] * 6)
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "again"}]},
+        headers=AUTH,
+    )
+    body = await resp.json()
+    assert "loop guard" in body["choices"][0]["message"]["content"]
+    steps = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "ghost.step"]
+    assert len(steps) == 2  # the third identical call is not executed
+
+
+async def test_streaming_shows_progress_then_content_then_usage(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(
+        upstream,
+        fake,
+        [
+            {"tool_calls": [call("read_file", path="src/app.py")]},
+            {"reply": "greet() returns hello", "chunks": 3},
+        ],
+    )
+    async with sdk(client) as oa:
+        stream = await oa.chat.completions.create(
+            model="sparks/scout",
+            messages=[{"role": "user", "content": "what does greet return?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [c async for c in stream]
+    order = []
+    for chunk in chunks:
+        if not chunk.choices:
+            order.append("usage")
+            continue
+        delta = chunk.choices[0].delta
+        extra = delta.model_extra or {}
+        if extra.get("reasoning_content"):
+            order.append("progress")
+        if delta.content:
+            order.append("content")
+    assert order[0] == "progress" and order[-1] == "usage"
+    assert order.index("content") > max(i for i, k in enumerate(order) if k == "progress")
+    progress = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
+    assert "read_file src/app.py" in progress
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "greet() returns hello"
+    assert chunks[-1].usage.total_tokens > 0
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"pytest" not in cmdline:
+                found.append(int(entry))
+    return found
+
+
+async def test_disconnect_kills_a_running_shell_within_a_second(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    marker = "sleep 30.123"
+    script(upstream, fake, [{"tool_calls": [call("shell", command=marker)]}, {"reply": "slept"}])
+    resp = await client.post(
+        CHAT,
+        json={
+            "model": "sparks/coder",
+            "messages": [{"role": "user", "content": "sleep"}],
+            "stream": True,
+        },
+        headers=AUTH,
+    )
+    async with asyncio.timeout(10):
+        async for line in resp.content:
+            if b"shell" in line:
+                break
+    for _ in range(50):
+        if _sleepers(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert _sleepers(marker), "the shell never started"
+    resp.close()  # the client goes away mid-run
+    loop = asyncio.get_running_loop()
+    gone_at = None
+    start = loop.time()
+    while loop.time() - start < 3:
+        if not _sleepers(marker):
+            gone_at = loop.time() - start
+            break
+        await asyncio.sleep(0.02)
+    assert gone_at is not None and gone_at < 1.0, gone_at
+    await asyncio.sleep(0.1)
+    events = read_events(tmp_path / "events.jsonl")
+    assert any(e["event"] == "client.disconnected" for e in events)
+    assert [e["status"] for e in events if e["event"] == "request.failed"] == [499]
+
+
+async def test_client_tools_and_n_above_one_are_400_unsupported_option(
+    sparks_client: Any, upstream: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    for extra, param in (({"tools": tools}, "tools"), ({"n": 2}, "n")):
+        resp = await client.post(
+            CHAT,
+            json={"model": "sparks/coder", "messages": [{"role": "user", "content": "x"}], **extra},
+            headers=AUTH,
+        )
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert error["code"] == "unsupported_option" and error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("question", "ghost"),
+    [
+        ("where is the config file read? explain", "scout"),
+        ("fix the bug in the parser and add a feature", "coder"),
+    ],
+)
+async def test_sparks_without_classifier_model_uses_keyword_heuristic(
+    sparks_client: Any,
+    upstream: Any,
+    fake: Any,
+    tmp_path: Path,
+    workspace: Path,
+    question: str,
+    ghost: str,
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(upstream, fake, [{"reply": "answer"}])
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks", "messages": [{"role": "user", "content": question}]},
+        headers=AUTH,
+    )
+    assert resp.status == 200
+    assert resp.headers["X-Sparks-Route"] == f"ghost:{ghost}; classifier=keyword"
+    assert (await resp.json())["model"] == f"sparks/{ghost}"
+    routed = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "route.resolved"]
+    assert routed[-1]["ghost"] == ghost and routed[-1]["classifier"]["method"] == "keyword"
+
+
+async def test_classifier_llm_path_then_cache_then_fallback(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    config = ghost_config(tmp_path, upstream, workspace, classifier={"model": "up/fake-small"})
+    client = await sparks_client(config)
+    script(upstream, fake, [{"reply": "sparks/scout"}], model="fake-small")
+    script(upstream, fake, [{"reply": "one"}, {"reply": "two"}])
+    question = {"role": "user", "content": "fix the parser please"}  # keyword would say coder
+    first = await client.post(CHAT, json={"model": "sparks", "messages": [question]}, headers=AUTH)
+    assert first.headers["X-Sparks-Route"] == "ghost:scout; classifier=llm"
+    follow_up = [
+        question,
+        {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "?"},
+    ]
+    second = await client.post(CHAT, json={"model": "sparks", "messages": follow_up}, headers=AUTH)
+    assert second.headers["X-Sparks-Route"] == "ghost:scout; classifier=cache"
+    # a classifier model that fails falls back to the keyword heuristic
+    config = ghost_config(tmp_path, upstream, workspace, classifier={"model": "up/fail-500"})
+    client = await sparks_client(config)
+    script(upstream, fake, [{"reply": "three"}])
+    third = await client.post(
+        CHAT,
+        json={"model": "sparks", "messages": [{"role": "user", "content": "fix this bug"}]},
+        headers=AUTH,
+    )
+    assert third.headers["X-Sparks-Route"] == "ghost:coder; classifier=keyword"
+    routed = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "route.resolved"]
+    assert "llm failed" in routed[-1]["classifier"]["note"]
+    assert json.dumps(routed[0]["classifier"]).count("latency_ms") == 1
