@@ -8,15 +8,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .config import Config, ModelInfo
-from .routing import CLASSIFY_ID, GHOST_PREFIX, Route, RouteTable
+from .reasoning import default_dialect
+from .routing import CLASSIFY_ID, GHOST_PREFIX, Route, RouteTable, Target
 from .upstream import Upstreams
 
 DISCOVERY_TIMEOUT_S = 3.0
 REFRESH_INTERVAL_S = 60.0
 THINKING_BY_DIALECT = {"openai", "chat_template_kwargs", "ollama"}
+
+
+@dataclass
+class AliasUsage:
+    requests: int = 0
+    last_used: float | None = None
+    last_served_by: str | None = None
 
 
 class Catalog:
@@ -31,6 +40,16 @@ class Catalog:
         self.discovered: dict[str, dict[str, dict[str, Any]]] = {}
         self.discovery_errors: dict[str, str] = {}
         self.table = RouteTable(config, self.models)
+        self.alias_usage: dict[str, AliasUsage] = {}
+
+    def note_use(self, route: Route, served: Target) -> None:
+        """Remember alias usage for /v1/aliases (requests, last used, last served by)."""
+        if route.alias is None:
+            return
+        usage = self.alias_usage.setdefault(route.alias, AliasUsage())
+        usage.requests += 1
+        usage.last_used = time.time()
+        usage.last_served_by = served.sparks_id
 
     def needs_discovery(self) -> list[str]:
         return [name for name, b in self.config.backends.items() if b.models is None]
@@ -89,6 +108,14 @@ class Catalog:
 
     def model_info(self, backend: str, model: str) -> ModelInfo:
         return self.config.backends[backend].info_for(model)
+
+    def dialect(self, target: Target) -> str:
+        """The thinking dialect for a backend target: model_info, else by backend kind."""
+        backend = self.config.backends[target.backend or ""]
+        info = backend.info_for(target.upstream_model or "")
+        if info.thinking != "auto":
+            return info.thinking
+        return default_dialect(backend.name, backend.base_url)
 
     def entries(self) -> list[dict[str, Any]]:
         ids = [CLASSIFY_ID, *(GHOST_PREFIX + g.name for g in self.config.ghosts)]

@@ -16,7 +16,7 @@ import click
 
 from .errors import ConfigError
 
-THINKING_DIALECTS = ("openai", "chat_template_kwargs", "ollama", "none")
+THINKING_DIALECTS = ("auto", "openai", "chat_template_kwargs", "ollama", "none")
 SANDBOX_MODES = ("auto", "bwrap", "none")
 UNKNOWN_MODEL_POLICIES = ("classify", "reject")
 DEFAULT_GHOST_TOOLS = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
@@ -61,7 +61,7 @@ class ObserverConfig:
 class ModelInfo:
     context_length: int | None = None
     supports_tools: bool | None = None
-    thinking: str = "none"
+    thinking: str = "auto"  # auto: chosen by backend kind (reasoning.default_dialect)
     thinking_default_on: bool = False
     thinking_toggleable: bool = False
     price_in_per_mtok: float = 0.0
@@ -76,6 +76,7 @@ class BackendConfig:
     api_key: str = ""  # inline secret, only with SPARKS_ALLOW_INLINE_SECRETS=1
     timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
+    cooldown_s: float = 30.0  # skip in fallback chains this long after a connect error/timeout
     models: tuple[str, ...] | None = None
     model_info: Mapping[str, ModelInfo] = field(default_factory=lambda: types.MappingProxyType({}))
 

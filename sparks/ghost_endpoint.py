@@ -22,6 +22,7 @@ from .ghosts.loop import LoopSink, Turn, run_ghost_loop
 from .ghosts.prompt import system_prompt
 from .ghosts.tools import ToolContext, tool_schemas
 from .protocol import DONE_EVENT, ChatRequest, chat_chunk, chat_completion, sse_event, usage_chunk
+from .reasoning import DeltaNormalizer, normalize_message
 from .routing import Route, Target
 from .state import OBSERVER, RECORD
 from .stream_relay import StreamGarbage, iter_lines
@@ -311,6 +312,7 @@ def turn_from_message(payload: Any) -> Turn:
         message = choice["message"]
     except (KeyError, IndexError, TypeError):
         raise SparksError(502, "upstream_error", "ghost model returned no choices") from None
+    normalize_message(message)
     return Turn(
         content=message.get("content") or "",
         reasoning=message.get("reasoning_content") or message.get("reasoning") or "",
@@ -324,6 +326,7 @@ async def turn_from_stream(served: Any, live: LoopSink) -> Turn:
     """Assemble a streamed model turn, passing content and reasoning deltas through live."""
     turn = Turn()
     calls: dict[int, dict[str, Any]] = {}
+    normalizer = DeltaNormalizer()
     try:
         async for line in iter_lines(served.response.content.iter_any()):
             if not line.startswith(b"data:"):
@@ -332,6 +335,7 @@ async def turn_from_stream(served: Any, live: LoopSink) -> Turn:
             if payload == b"[DONE]":
                 break
             chunk = json.loads(payload)
+            normalizer.normalize_chunk(chunk)
             if chunk.get("usage"):
                 turn.usage = chunk["usage"]
             for choice in chunk.get("choices") or []:
@@ -356,5 +360,10 @@ async def turn_from_stream(served: Any, live: LoopSink) -> Turn:
                     entry["function"]["arguments"] += function.get("arguments") or ""
     except (ValueError, StreamGarbage, aiohttp.ClientPayloadError) as exc:
         raise SparksError(502, "upstream_error", f"ghost model stream broke: {exc}") from None
+    for reasoning, content in normalizer.flush().values():
+        turn.reasoning += reasoning
+        turn.content += content
+        await live.reasoning(reasoning)
+        await live.content(content)
     turn.tool_calls = [calls[i] for i in sorted(calls)]
     return turn

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from . import __version__
 from .errors import SparksError
+from .keys import backend_key_status
 from .protocol import ChatRequest, parse_chat_request, parse_json_object
+from .reasoning import apply_reasoning
 from .relay import json_answer, stream_answer
 from .routing import Route, Target
 from .state import CATALOG, GHOSTS, RECORD, STARTED_AT, UPSTREAMS
@@ -94,13 +98,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _emit_route(request, route, chain)
     if not chain:
         raise SparksError(503, "no_backend", f"No backend can serve '{chat.model}'", param="model")
+    catalog = request.app[CATALOG]
     served = await request.app[UPSTREAMS].open_chain(
         chain,
         "/chat/completions",
-        lambda target: upstream_chat_body(chat, target),
+        lambda target: upstream_chat_body(chat, target, catalog.dialect(target)),
         record,
         stream=chat.stream,
     )
+    catalog.note_use(route, served.target)
     if chat.stream:
         return await stream_answer(
             request, request.app[CATALOG], served, record, chat.include_usage
@@ -120,12 +126,68 @@ def _emit_route(request: web.Request, route: Route, chain: tuple[Target, ...]) -
     )
 
 
-def upstream_chat_body(chat: ChatRequest, target: Target) -> bytes:
-    """Every field forwarded unchanged but `model` (and, for streams, usage always requested)."""
-    body = dict(chat.body)
+def upstream_chat_body(chat: ChatRequest, target: Target, dialect: str) -> bytes:
+    """Every field forwarded unchanged but `model`, the reasoning fields (mapped to the model's
+    dialect) and, for streams, `stream_options.include_usage` (always requested)."""
+    body = apply_reasoning(chat.body, dialect)
+    body = dict(body) if body is chat.body else body
     body["model"] = target.upstream_model
     if chat.stream:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def list_aliases(request: web.Request) -> web.Response:
+    """Alias chains and their recent usage (since this daemon started)."""
+    request[RECORD].received()
+    catalog = request.app[CATALOG]
+    data = []
+    for name, entries in catalog.config.aliases.items():
+        route = catalog.table.exact.get(name)
+        usage = catalog.alias_usage.get(name)
+        data.append(
+            {
+                "name": name,
+                "entries": list(entries),
+                "chain": [t.sparks_id for t in route.chain] if route else [],
+                "requests": usage.requests if usage else 0,
+                "last_used": _iso(usage.last_used) if usage else None,
+                "last_served_by": usage.last_served_by if usage else None,
+            }
+        )
+    request[RECORD].complete(200)
+    return web.json_response({"object": "list", "data": data})
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    """Backends with reachability and key status (never a key)."""
+    request[RECORD].received()
+    catalog = request.app[CATALOG]
+    upstreams = request.app[UPSTREAMS]
+    data = []
+    for name, backend in catalog.config.backends.items():
+        health = upstreams.health[name]
+        data.append(
+            {
+                "name": name,
+                "host": urlsplit(backend.base_url).netloc,
+                "local": name in catalog.table.local_backends,
+                "key_status": backend_key_status(backend),
+                "model_count": len(catalog.models.get(name, ())),
+                "reachable": health.reachable,
+                "last_error": health.last_error,
+                "cooldown_s": health.cooldown_left(),
+            }
+        )
+    request[RECORD].complete(200)
+    return web.json_response({"object": "list", "data": data})
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return (
+        datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )

@@ -11,6 +11,7 @@ from aiohttp import web
 from .catalog import Catalog
 from .errors import error_body
 from .protocol import DONE_EVENT, sse_event
+from .reasoning import normalize_message
 from .stream_relay import ChunkRelay, StreamGarbage, iter_lines
 from .tracking import RequestRecord
 from .upstream import Served
@@ -51,6 +52,9 @@ def json_answer(
         if isinstance(usage, dict):
             record.usage = usage
             record.cost = cost_of(catalog, served, usage)
+        for choice in payload.get("choices") or ():
+            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                normalize_message(choice["message"])
         if include_trace:
             payload["route_trace"] = [a.trace() for a in served.attempts]
     headers = route_headers(served, record)
@@ -109,6 +113,10 @@ async def stream_answer(
             failure = "upstream stream stalled past timeout_s"
         if failure is None and not relay.done:
             failure = "upstream stream ended before [DONE]"
+        if failure is None:
+            tail = relay.finish()
+            if tail is not None:
+                await response.write(tail)
         record.usage = relay.usage
         record.cost = cost_of(catalog, served, relay.usage)
         if failure is None:

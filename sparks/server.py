@@ -18,9 +18,17 @@ from . import __version__
 from .auth import Credentials, presented_key
 from .catalog import Catalog
 from .config import Config
+from .endpoints import json_endpoint, speech, transcriptions
 from .errors import SparksError
 from .ghost_endpoint import GhostRunner
-from .handlers import chat_completions, get_model, health, list_models
+from .handlers import (
+    chat_completions,
+    get_model,
+    health,
+    list_aliases,
+    list_models,
+    list_providers,
+)
 from .limiter import TokenBucket, format_reset
 from .observer import Observer
 from .security import cors_headers, host_allowed, origin_allowed, preflight_headers
@@ -242,6 +250,13 @@ def create_app(
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", json_endpoint("/completions", streamable=True))
+    app.router.add_post("/v1/embeddings", json_endpoint("/embeddings"))
+    app.router.add_post("/v1/images/generations", json_endpoint("/images/generations"))
+    app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_get("/v1/aliases", list_aliases)
+    app.router.add_get("/v1/providers", list_providers)
     return app
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .protocol import sse_event
+from .reasoning import DeltaNormalizer
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 
@@ -28,6 +29,8 @@ class ChunkRelay:
         self.done = False
         self.chunks = 0
         self.upstream_error: dict[str, Any] | None = None
+        self.normalizer = DeltaNormalizer()
+        self._last: dict[str, Any] = {}
 
     def feed_line(self, line: bytes) -> bytes | None:
         """Return the bytes to send for one upstream line, or None when it yields nothing."""
@@ -59,7 +62,31 @@ class ChunkRelay:
             del chunk["usage"]
         if "model" in chunk:
             chunk["model"] = self.served_model
+        self.normalizer.normalize_chunk(chunk)
+        self._last = chunk
         self.chunks += 1
+        return sse_event(chunk)
+
+    def finish(self) -> bytes | None:
+        """A last chunk with anything a think-tag splitter still held (e.g. an unclosed tag)."""
+        held = self.normalizer.flush()
+        if not held:
+            return None
+        choices = []
+        for index, (reasoning, content) in sorted(held.items()):
+            delta: dict[str, Any] = {}
+            if reasoning:
+                delta["reasoning_content"] = reasoning
+            if content:
+                delta["content"] = content
+            choices.append({"index": index, "delta": delta, "finish_reason": None})
+        chunk = {
+            "id": self._last.get("id"),
+            "object": "chat.completion.chunk",
+            "created": self._last.get("created"),
+            "model": self.served_model,
+            "choices": choices,
+        }
         return sse_event(chunk)
 
 

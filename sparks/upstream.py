@@ -28,7 +28,7 @@ class Attempt:
     target: Target
     status: int | None = None
     error: str | None = None
-    kind: str = "ok"  # ok | connect | timeout | status | invalid
+    kind: str = "ok"  # ok | connect | timeout | status | invalid | skipped
     latency_ms: float = 0.0
     retry_after: str | None = None
     body: bytes = b""
@@ -71,6 +71,11 @@ class BackendHealth:
     last_error: str | None = None
     last_ok: float | None = None
     last_failure: float | None = None
+    cooldown_until: float = 0.0  # monotonic; skipped in chains until then
+
+    def cooldown_left(self, now: float | None = None) -> float:
+        left = self.cooldown_until - (time.monotonic() if now is None else now)
+        return round(left, 1) if left > 0 else 0.0
 
 
 BodyFactory = Callable[[Target], bytes | aiohttp.FormData]
@@ -124,12 +129,32 @@ class Upstreams:
         *,
         stream: bool,
         content_type: str = "application/json",
+        raw: bool = False,
     ) -> Served:
-        """Try each target in order until one answers; raise the SPEC §4.2 error when none does."""
+        """Try each target in order until one answers; raise the SPEC §4.2 error when none does.
+
+        `stream`/`raw` keep the winning response open for the caller (SSE, or any bytes)."""
         attempts: list[Attempt] = []
+        cooling = self._cooling(chain)
         for number, target in enumerate(chain, start=1):
+            if target.sparks_id in cooling:
+                left = self.health[target.backend or ""].cooldown_left()
+                skipped = Attempt(
+                    target, kind="skipped", error=f"skipped: cooling down ({left}s left)"
+                )
+                attempts.append(skipped)
+                record.emit(
+                    "upstream.attempt",
+                    backend=target.backend,
+                    upstream_model=target.upstream_model,
+                    attempt=number,
+                    status=None,
+                    latency_ms=0.0,
+                    error=skipped.error,
+                )
+                continue
             attempt, served = await self._attempt(
-                target, path, make_body(target), stream, content_type
+                target, path, make_body(target), stream, content_type, raw
             )
             attempts.append(attempt)
             record.emit(
@@ -156,6 +181,7 @@ class Upstreams:
         body: bytes | aiohttp.FormData,
         stream: bool,
         content_type: str,
+        raw: bool = False,
     ) -> tuple[Attempt, Served | None]:
         backend = self.backends[target.backend or ""]
         attempt = Attempt(target)
@@ -179,7 +205,7 @@ class Upstreams:
                 attempt.error = f"HTTP {response.status}: {_error_text(attempt.body)}"
                 response.close()
                 return _finish(attempt, start), None
-            if stream:
+            if stream or raw:
                 served = Served(target, [], 0.0, response=response, headers=response.headers)
                 _finish(attempt, start)
                 served.upstream_ms = attempt.latency_ms
@@ -211,6 +237,17 @@ class Upstreams:
             response.close()
         return _finish(attempt, start), None
 
+    def _cooling(self, chain: tuple[Target, ...]) -> set[str]:
+        """Targets to skip: those whose backend is cooling down, unless every one of them is
+        (then all are tried, so a chain of one never fails without trying)."""
+        now = time.monotonic()
+        cooling = {
+            t.sparks_id
+            for t in chain
+            if t.backend in self.health and self.health[t.backend].cooldown_until > now
+        }
+        return set() if len(cooling) == len(chain) else cooling
+
     def _note_health(self, target: Target, attempt: Attempt) -> None:
         health = self.health.get(target.backend or "")
         if health is None:
@@ -218,9 +255,13 @@ class Upstreams:
         now = time.time()
         if attempt.kind == "ok" or (attempt.kind == "status" and (attempt.status or 0) < 500):
             health.reachable, health.last_ok = True, now
-        else:
-            health.last_failure, health.last_error = now, attempt.error
-            health.reachable = attempt.kind not in ("connect",)
+            health.cooldown_until = 0.0
+            return
+        health.last_failure, health.last_error = now, attempt.error
+        health.reachable = attempt.kind != "connect"
+        if attempt.kind in ("connect", "timeout"):
+            cooldown = self.backends[target.backend or ""].cooldown_s
+            health.cooldown_until = time.monotonic() + cooldown
 
 
 class _Invalid(Exception):
@@ -291,9 +332,10 @@ def passthrough_error(attempt: Attempt, attempts: list[Attempt]) -> SparksError:
 
 def exhausted_error(attempts: list[Attempt]) -> SparksError:
     """SPEC §4.2: the last entry's 4xx as it came, else 502/503/504."""
-    if not attempts:
+    tried = [a for a in attempts if a.kind != "skipped"]
+    if not tried:
         return SparksError(503, "no_backend", "No backend can serve this model")
-    last = attempts[-1]
+    last = tried[-1]
     if last.kind == "status" and last.status is not None and last.status < 500:
         return passthrough_error(last, attempts)
     if last.kind == "connect":

@@ -3,25 +3,28 @@
 What bounds a command:
 
 * Environment: secrets are scrubbed (`*_API_KEY`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`,
-  `SPARKS_*`, `AWS_*`, agent sockets, URLs with embedded passwords, ...). HOME is left as
-  it is: without the jail, pointing it elsewhere would not stop a command reading
+  `SPARKS_*`, `AWS_*`, agent and D-Bus sockets, URLs with embedded passwords, ...). HOME is
+  left as it is: without the jail, pointing it elsewhere would not stop a command reading
   `/home/you/...` by absolute path; inside the jail the real home is an empty tmpfs anyway.
-* Time and output: every call has a timeout; the command runs in a new session and on
-  timeout, on cancellation (client gone) and after it exits, its whole process group is
-  SIGKILLed, so background jobs do not outlive the call. Output is stdout+stderr, head
-  and tail kept, capped in bytes.
-* The bwrap jail (`sandbox = "bwrap"`, or `"auto"` when bubblewrap works here): the system is
-  read-only, /tmp and /run are empty tmpfs (no docker, D-Bus or agent sockets), the user's
-  home is an empty tmpfs, the workspace is the only writable place (read-only for read-only
-  ghosts), secret files near the workspace root are masked, there is no network, and the
-  command gets no capabilities and its own PID namespace. It does not hide other readable
-  files outside home (e.g. /etc, /opt), nor secrets deeper in the workspace or in git history.
+* Time and output: every call has a timeout; the command runs in a new session, and on
+  timeout, on cancellation (client gone) and after it exits its whole process group is
+  SIGKILLed, so background jobs do not outlive the call (without the jail, a process that
+  starts its own session escapes this; in the jail the PID namespace dies with it).
+  Output is stdout+stderr, head and tail kept, capped in bytes.
+* The bwrap jail (`sandbox = "bwrap"`, or `"auto"` when bubblewrap works here): the system
+  is read-only, /tmp and /run are empty tmpfs (no docker, D-Bus or agent sockets), the
+  user's home is an empty tmpfs (so tools installed under it are missing too), the
+  workspace is the only writable place (read-only for read-only ghosts), secret files in
+  the top two levels of the workspace are masked, there is no network, and the command
+  gets no capabilities and its own PID namespace. It does not hide other readable files
+  outside home (e.g. /etc, /opt), nor secrets deeper in the workspace or in git history.
 * Read-only ghosts: the command is split with `shlex` and run without a shell interpreter;
   shell syntax (pipes, redirects, `;`, `&&`, `$(...)`, variables, unquoted globs) is
   refused, the program must be on a read-only allowlist, known writing or executing
   options are refused (`find -exec/-delete`, `sort -o`, `rg --pre`, `git diff --output`),
   and arguments are checked as workspace paths. That check is best effort (a program can
-  open paths it was not given); without the jail it is the only boundary.
+  open paths it was not given, and the repository's own git config is trusted); without
+  the jail it is the only boundary.
 * Without the jail (`sandbox = "none"`), a read-write ghost's command runs as you, with
   your files and network: the scrubbed environment is the only protection.
 """
@@ -101,6 +104,8 @@ class ShellRefused(ValueError):
 
 @dataclass(frozen=True)
 class ShellRun:
+    """What a finished (or timed-out) command left behind, for tools.py to word."""
+
     exit_code: int | None  # None when timed out; negative when killed by a signal
     output: str
     timed_out: bool
@@ -192,7 +197,7 @@ def _shell_syntax(command: str) -> str | None:
         elif char in "'\"":
             quote = char
         elif char in "|&;<>()\n":
-            return char
+            return command[i : i + 2] if following == char else char
         elif char in "*?":
             return f"unquoted glob {char!r}"
         i += 1

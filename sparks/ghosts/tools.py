@@ -9,36 +9,27 @@ output tells the model what went wrong. Path rules live in `workspace.py`, the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from sparks.ghosts.shell import (
+    GIT_READ_ONLY_SUBCOMMANDS,
+    READ_ONLY_PROGRAMS,
     TRUNCATION_MARKER,
     SandboxUnavailable,
     ShellRefused,
     run_shell,
 )
 from sparks.ghosts.workspace import (
-    NOT_EXPANDED_DIR_NAMES,
-    SECRET_DIR_NAMES,
-    SECRET_FILE_GLOBS,
-    SKIPPED_DIR_NAMES,
+    SearchError,
     WorkspaceError,
     display_path,
-    grep_files,
-    is_visible,
     looks_binary,
     resolve_in_workspace,
+    search_workspace,
     visible_tree,
     write_atomic,
 )
@@ -53,16 +44,20 @@ NO_OUTPUT = "(no output)\n"
 
 @dataclass(frozen=True)
 class ToolContext:
+    """What a ghost's tool calls may reach; built once per ghost request by the loop."""
+
     workspace: Path  # absolute, resolved
     read_only: bool
     sandbox: str  # "auto" | "bwrap" | "none"
-    log_content: bool = False
+    log_content: bool = False  # read by args_summary's caller, never changes what tools do
     timeout_s: float = 30.0  # per call
     max_output_bytes: int = 32_000
 
 
 @dataclass(frozen=True)
 class ToolResult:
+    """One call's outcome: `output` goes back to the model, `summary` to progress and logs."""
+
     ok: bool
     output: str  # the tool message content for the model, capped
     summary: str  # one short line for progress display and the observer
@@ -122,9 +117,8 @@ _SHELL_PARAMETERS = {
 _SHELL_DESCRIPTION = {
     False: "Run a shell command (/bin/sh -c) in the workspace; output ends with the exit code.",
     True: "Run one read-only program in the workspace, without a shell: no pipes, redirects, "
-    "';', '&&', variables or unquoted globs. Allowed: ls, cat, head, tail, wc, grep, rg, find, "
-    "file, stat, tree, pwd, echo, du, sort, uniq, cut, and git status/log/diff/show/blame/"
-    "ls-files/grep.",
+    f"';', '&&', variables or unquoted globs. Allowed: {', '.join(sorted(READ_ONLY_PROGRAMS))}; "
+    f"git only with {'/'.join(sorted(GIT_READ_ONLY_SUBCOMMANDS))}.",
 }
 
 
@@ -248,60 +242,9 @@ def _list_dir(ctx: ToolContext, args: dict) -> ToolResult:
     return ToolResult(True, "\n".join([header, *lines]) + more, f"listed {len(lines)} entries")
 
 
-_RG_FLAGS = (
-    "--no-config --line-number --no-heading --with-filename --null --color=never --hidden"
-).split()
-
-
-def _ripgrep() -> str | None:
-    return shutil.which("rg")
-
-
-def _hit(rel: str, number: int | str, text: str) -> str:
-    return f"{rel}:{number}: {_clip_line(text)}"
-
-
-def _clip_line(text: str) -> str:
+def _hit(rel: str, number: int, text: str) -> str:
     text = text.rstrip("\r\n")
-    return text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + "…"
-
-
-async def _search_rg(
-    rg: str, ctx: ToolContext, pattern: str, start: Path, glob: str | None, max_hits: int
-) -> tuple[list[str], str | None]:
-    """Hits from ripgrep, or an error message; rg is killed once `max_hits` is reached."""
-    argv = [rg, *_RG_FLAGS]
-    argv += ["--glob", glob] if glob else []
-    excluded = [*SKIPPED_DIR_NAMES, *NOT_EXPANDED_DIR_NAMES, *SECRET_DIR_NAMES, *SECRET_FILE_GLOBS]
-    argv += [f"--iglob=!{name}" for name in excluded]
-    argv += ["-e", pattern, "--", display_path(ctx.workspace, start)]
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=ctx.workspace,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        limit=16 * 1024 * 1024,
-    )
-    hits: list[str] = []
-    messages: list[str] = []
-    try:
-        while len(hits) < max_hits and (raw := await proc.stdout.readline()):
-            line = raw.decode("utf-8", "replace")
-            rel, nul, rest = line.partition("\0")
-            number, _, text = rest.partition(":")
-            if not nul:
-                messages.append(line.rstrip())
-            elif is_visible(PurePosixPath(rel.removeprefix("./"))):
-                hits.append(_hit(rel.removeprefix("./"), number, text))
-    finally:
-        if proc.returncode is None:  # not proc.kill(): its poll() races asyncio's child watcher
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        await proc.communicate()
-    if proc.returncode == 2 and not hits:
-        return hits, "\n".join(messages[:20]) or "ripgrep failed"  # e.g. a regex parse error
-    return hits, None
+    return f"{rel}:{number}: {text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + '…'}"
 
 
 async def _search(ctx: ToolContext, args: dict) -> ToolResult:
@@ -311,27 +254,21 @@ async def _search(ctx: ToolContext, args: dict) -> ToolResult:
     max_hits = _arg(args, "max_hits", int, 100, 1, 500)
     if not pattern:
         raise ToolArgumentError("argument 'pattern' must not be empty")
-    rg = _ripgrep()
-    if rg:
-        hits, error = await _search_rg(rg, ctx, pattern, start, glob, max_hits)
-    else:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise ToolArgumentError(f"invalid regex: {exc}") from None
-        deadline = time.monotonic() + ctx.timeout_s
-        found = await asyncio.to_thread(
-            grep_files, ctx.workspace, start, regex, glob, max_hits, deadline
-        )
-        hits, error = [_hit(rel, number, text) for rel, number, text in found], None
-    if error:
-        return ToolResult(False, f"error: {error}", _clip(f"error: {error}", 100))
+    try:
+        found = await search_workspace(ctx.workspace, start, pattern, glob, max_hits, ctx.timeout_s)
+    except SearchError as exc:
+        raise ToolArgumentError(str(exc)) from None
+    hits = [_hit(rel, number, text) for rel, number, text in found]
     where = display_path(ctx.workspace, start)
     if not hits:
         return ToolResult(True, f"[no matches for /{pattern}/ in {where}]", "no matches")
     stopped = f"; stopped at max_hits={max_hits}" if len(hits) >= max_hits else ""
     header = f"[{len(hits)} matches for /{pattern}/ in {where}{stopped}]"
     return ToolResult(True, "\n".join([header, *hits]), f"{len(hits)} matches")
+
+
+def _line_count(text: str) -> int:
+    return text.count("\n") + 1
 
 
 def _write_file(ctx: ToolContext, args: dict) -> ToolResult:
@@ -346,7 +283,7 @@ def _write_file(ctx: ToolContext, args: dict) -> ToolResult:
     data = content.encode("utf-8")
     write_atomic(path, data)
     verb = "overwrote" if existed else "created"
-    summary = f"{verb} {shown} ({content.count(chr(10)) + 1} lines, {len(data)} bytes)"
+    summary = f"{verb} {shown} ({_line_count(content)} lines, {len(data)} bytes)"
     return ToolResult(True, summary, summary)
 
 
@@ -368,9 +305,7 @@ def _edit_file(ctx: ToolContext, args: dict) -> ToolResult:
         return ToolResult(False, f"error: {message}", f"old text occurs {count} times")
     line = text[: text.index(old)].count("\n") + 1
     write_atomic(path, text.replace(old, new, 1).encode("utf-8", "surrogateescape"))
-    summary = (
-        f"edited {shown} at line {line} (-{old.count(chr(10)) + 1} +{new.count(chr(10)) + 1} lines)"
-    )
+    summary = f"edited {shown} at line {line} (-{_line_count(old)} +{_line_count(new)} lines)"
     return ToolResult(True, summary, summary)
 
 
@@ -387,31 +322,22 @@ async def _shell(ctx: ToolContext, args: dict) -> ToolResult:
         timeout_s=timeout_s,
         max_output_bytes=max(ctx.max_output_bytes - 200, 100),
     )
-    output = run.output if run.output.endswith("\n") or not run.output else run.output + "\n"
+    output = run.output + ("" if run.output.endswith("\n") else "\n") if run.output else NO_OUTPUT
+    status = f"exit code {run.exit_code}"
     if run.timed_out:
         status = f"timed out after {timeout_s:g}s; process killed"
     elif run.exit_code is not None and run.exit_code < 0:
         status = f"killed by signal {-run.exit_code}"
-    else:
-        status = f"exit code {run.exit_code}"
-    return ToolResult(run.exit_code == 0, f"{output or NO_OUTPUT}[{status}]", status)
+    return ToolResult(run.exit_code == 0, f"{output}[{status}]", status)
 
 
-def _in_thread(func: Callable[[ToolContext, dict], ToolResult]) -> Callable[..., Coroutine]:
-    async def run(ctx: ToolContext, args: dict) -> ToolResult:
-        return await asyncio.to_thread(func, ctx, args)
-
-    return run
-
-
-_TOOLS: dict[str, Callable[[ToolContext, dict], Coroutine[Any, Any, ToolResult]]] = {
-    "read_file": _in_thread(_read_file),
-    "list_dir": _in_thread(_list_dir),
-    "search": _search,
-    "write_file": _in_thread(_write_file),
-    "edit_file": _in_thread(_edit_file),
-    "shell": _shell,
+_FILE_TOOLS = {
+    "read_file": _read_file,
+    "list_dir": _list_dir,
+    "write_file": _write_file,
+    "edit_file": _edit_file,
 }
+"""Blocking file tools, run in a worker thread so the event loop keeps serving."""
 
 
 def _failure(kind: str, message: str) -> ToolResult:
@@ -420,8 +346,7 @@ def _failure(kind: str, message: str) -> ToolResult:
 
 async def run_tool(ctx: ToolContext, name: str, arguments_json: str) -> ToolResult:
     """Run one tool call; every problem becomes an ok=False result the model can read."""
-    tool = _TOOLS.get(name)
-    if tool is None:
+    if name not in TOOL_NAMES:
         return _failure("error", f"unknown tool {name!r}; available: {', '.join(TOOL_NAMES)}")
     if ctx.read_only and name in WRITE_TOOLS:
         return _failure("refused", f"{name} is not available to a read-only ghost")
@@ -432,11 +357,14 @@ async def run_tool(ctx: ToolContext, name: str, arguments_json: str) -> ToolResu
     if not isinstance(args, dict):
         return _failure("error", "arguments must be a JSON object")
     try:
-        if name == "shell":  # shell enforces its own (possibly shorter) timeout
-            result = await tool(ctx, args)
+        if name == "shell":  # enforces its own, possibly shorter, timeout
+            result = await _shell(ctx, args)
         else:
             async with asyncio.timeout(ctx.timeout_s):
-                result = await tool(ctx, args)
+                if name == "search":
+                    result = await _search(ctx, args)
+                else:
+                    result = await asyncio.to_thread(_FILE_TOOLS[name], ctx, args)
     except (WorkspaceError, ShellRefused) as exc:
         return _failure("refused", str(exc))
     except (ToolArgumentError, SandboxUnavailable) as exc:

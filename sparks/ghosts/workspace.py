@@ -1,21 +1,27 @@
-"""Keep a ghost's file tools inside its workspace and away from secret files.
+"""What a ghost's file tools may see and touch in its workspace.
 
-Every path a model names goes through `resolve_in_workspace`: it is resolved
-with symlinks followed (so `..`, absolute paths and symlinks that leave the
-workspace, including a symlinked directory in the middle of the path, are all
-caught) and refused when any component looks like a credential. `list_dir` and
-`search` use `is_hidden_name` to skip such files silently.
+Every path a model names goes through `resolve_in_workspace`: it is resolved with
+symlinks followed (so `..`, absolute paths and symlinks that leave the workspace,
+including a symlinked directory in the middle of the path, are all caught) and refused
+when any component looks like a credential. Listings and searches (`visible_tree`,
+`search_workspace`) skip such files and `.git` silently, so their content cannot leak
+through a regex either.
 
-These checks cover the file tools. A process started by the `shell` tool can
-open whatever its OS user can; only the bwrap jail (see `shell.py`) bounds it.
+These checks cover the file tools. A process started by the `shell` tool can open
+whatever its OS user can; only the bwrap jail (see `shell.py`) bounds it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import os
 import re
+import shutil
+import signal
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,21 +30,9 @@ from pathlib import Path, PurePath
 SECRET_DIR_NAMES = frozenset({".ssh", ".aws", ".gnupg"})
 """Directories whose whole content is credentials."""
 
-SECRET_FILE_GLOBS = (
-    ".env*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_*",
-    "credentials",
-    "credentials.json",
-    ".netrc",
-    ".npmrc",
-    ".pypirc",
-    ".pgpass",
-    ".htpasswd",
-    ".git-credentials",
+SECRET_FILE_GLOBS = tuple(
+    ".env* *.pem *.key *.p12 *.pfx id_* credentials credentials.json .netrc .npmrc .pypirc "
+    ".pgpass .htpasswd .git-credentials".split()
 )
 """Final path components that commonly hold keys or passwords (matched case-insensitively)."""
 
@@ -46,18 +40,13 @@ SKIPPED_DIR_NAMES = frozenset({".git"})
 """Directories `list_dir` and `search` never enter."""
 
 NOT_EXPANDED_DIR_NAMES = frozenset(
-    {
-        "node_modules",
-        ".venv",
-        "venv",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".tox",
-    }
+    "node_modules .venv venv __pycache__ .mypy_cache .pytest_cache .ruff_cache .tox".split()
 )
 """Vendored or generated directories: listed, but not walked into by `list_dir` or `search`."""
+
+_RG_FLAGS = (
+    "--no-config --line-number --no-heading --with-filename --null --color=never --hidden"
+).split()
 
 
 class WorkspaceError(ValueError):
@@ -197,6 +186,61 @@ def visible_files(start: Path) -> Iterator[Path]:
             path = Path(directory, name)
             if not is_hidden_name(name, False) and not path.is_symlink():
                 yield path
+
+
+class SearchError(ValueError):
+    """An invalid pattern (or a ripgrep failure); the message says what the model got wrong."""
+
+
+def _ripgrep() -> str | None:
+    return shutil.which("rg")
+
+
+async def search_workspace(
+    workspace: Path, start: Path, pattern: str, glob: str | None, max_hits: int, timeout_s: float
+) -> list[tuple[str, int, str]]:
+    """(path, line number, line) matches in visible files: ripgrep if installed, else Python."""
+    rg = _ripgrep()
+    if rg is not None:
+        return await _search_with_ripgrep(rg, workspace, start, pattern, glob, max_hits)
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise SearchError(f"invalid regex: {exc}") from None
+    deadline = time.monotonic() + timeout_s
+    return await asyncio.to_thread(grep_files, workspace, start, regex, glob, max_hits, deadline)
+
+
+async def _search_with_ripgrep(
+    rg: str, workspace: Path, start: Path, pattern: str, glob: str | None, max_hits: int
+) -> list[tuple[str, int, str]]:
+    """Ripgrep with the same exclusions; it is killed once `max_hits` is reached."""
+    excluded = [*SKIPPED_DIR_NAMES, *NOT_EXPANDED_DIR_NAMES, *SECRET_DIR_NAMES, *SECRET_FILE_GLOBS]
+    argv = [rg, *_RG_FLAGS, *(["--glob", glob] if glob else [])]
+    argv += [f"--iglob=!{name}" for name in excluded]  # after --glob, so these win
+    argv += ["-e", pattern, "--", display_path(workspace, start)]
+    pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=workspace, limit=2**24, **pipes)
+    hits: list[tuple[str, int, str]] = []
+    messages: list[str] = []
+    try:
+        while len(hits) < max_hits and (raw := await proc.stdout.readline()):
+            line = raw.decode("utf-8", "replace")
+            rel, nul, rest = line.partition("\0")
+            number, _, text = rest.partition(":")
+            rel = rel.removeprefix("./")
+            if not nul or not number.isdigit():
+                messages.append(line.rstrip())
+            elif is_visible(PurePath(rel)):
+                hits.append((rel, int(number), text))
+    finally:
+        if proc.returncode is None:  # not proc.kill(): its poll() races asyncio's child watcher
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        await proc.communicate()
+    if proc.returncode == 2 and not hits:  # e.g. a regex parse error
+        raise SearchError("\n".join(messages[:20]) or "ripgrep failed")
+    return hits
 
 
 def grep_files(

@@ -1,0 +1,202 @@
+"""The non-chat OpenAI endpoints (SPEC §4.7), routed like chat to backend models with fallback.
+
+JSON endpoints get `model` rewritten in the answer; binary and multipart ones stream through:
+an uploaded file is spooled to a temporary file (never held whole in memory) so each fallback
+attempt can send it again.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+import aiohttp
+from aiohttp import web
+
+from .errors import SparksError, invalid_value, missing_field
+from .protocol import parse_json_object, require_model
+from .relay import json_answer, route_headers, stream_answer
+from .routing import Route, Target
+from .state import CATALOG, RECORD, UPSTREAMS
+
+SPOOL_MEMORY_BYTES = 1024 * 1024
+COPY_CHUNK = 64 * 1024
+
+
+def _backend_chain(route: Route) -> tuple[Target, ...]:
+    if route.kind in ("classify", "ghost") or (route.chain and route.chain[0].ghost):
+        raise SparksError(
+            400,
+            "unsupported_for_ghost",
+            f"'{route.model}' is a ghost; ghosts only answer /v1/chat/completions",
+            param="model",
+        )
+    chain = tuple(t for t in route.chain if t.backend)
+    if not chain:
+        raise SparksError(503, "no_backend", f"No backend can serve '{route.model}'", param="model")
+    return chain
+
+
+def _emit_route(request: web.Request, route: Route, chain: tuple[Target, ...]) -> None:
+    request[RECORD].emit(
+        "route.resolved",
+        model=route.model,
+        kind=route.kind,
+        target=chain[0].sparks_id,
+        chain=[t.sparks_id for t in chain] if route.kind == "alias" else None,
+        ghost=None,
+        classifier=None,
+    )
+
+
+def json_endpoint(path: str, streamable: bool = False) -> Callable[..., Any]:
+    """POST handler for a JSON-in endpoint: embeddings, completions, images/generations."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        record = request[RECORD]
+        body = parse_json_object(await request.read())
+        model = require_model(body)
+        stream = bool(body.get("stream")) if streamable else False
+        if "stream" in body and streamable and not isinstance(body["stream"], bool):
+            raise invalid_value("stream", "'stream' must be true or false")
+        record.received(model, stream)
+        catalog = request.app[CATALOG]
+        route = catalog.table.resolve(model)
+        chain = _backend_chain(route)
+        _emit_route(request, route, chain)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def make_body(target: Target) -> bytes:
+            out = {**body, "model": target.upstream_model}
+            if stream:
+                out["stream_options"] = {
+                    **(body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
+            return json.dumps(out, separators=(",", ":")).encode()
+
+        served = await request.app[UPSTREAMS].open_chain(
+            chain, path, make_body, record, stream=stream
+        )
+        catalog.note_use(route, served.target)
+        if stream:
+            return await stream_answer(request, catalog, served, record, include_usage)
+        trace = request.query.get("include_route_trace", "").lower() in ("1", "true", "yes")
+        return json_answer(catalog, served, record, trace)
+
+    return handler
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    """POST /v1/audio/speech: JSON in, audio bytes streamed back as they arrive."""
+    record = request[RECORD]
+    body = parse_json_object(await request.read())
+    model = require_model(body)
+    record.received(model, True)
+    route = request.app[CATALOG].table.resolve(model)
+    chain = _backend_chain(route)
+    _emit_route(request, route, chain)
+
+    def make_body(target: Target) -> bytes:
+        return json.dumps({**body, "model": target.upstream_model}).encode()
+
+    served = await request.app[UPSTREAMS].open_chain(
+        chain, "/audio/speech", make_body, record, stream=False, raw=True
+    )
+    request.app[CATALOG].note_use(route, served.target)
+    return await _raw_answer(request, served, record)
+
+
+async def transcriptions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/audio/transcriptions: multipart with a `model` field and a `file`."""
+    record = request[RECORD]
+    if not request.content_type.startswith("multipart/"):
+        raise invalid_value("file", "send multipart/form-data with 'file' and 'model' fields")
+    fields: list[tuple[str, str]] = []
+    upload: tuple[str, str, IO[bytes]] | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
+                continue
+            if part.filename is not None:
+                spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+                while chunk := await part.read_chunk(COPY_CHUNK):
+                    spool.write(chunk)
+                upload = (part.name, part.filename, spool)
+                content_type = part.headers.get("Content-Type", "application/octet-stream")
+            else:
+                fields.append((part.name, (await part.read()).decode("utf-8", "replace")))
+    except ValueError as exc:
+        raise invalid_value("file", f"malformed multipart body: {exc}") from None
+    try:
+        model = next((v for k, v in fields if k == "model"), None)
+        if not model:
+            raise missing_field("model")
+        if upload is None:
+            raise missing_field("file")
+        record.received(model, False)
+        route = request.app[CATALOG].table.resolve(model)
+        chain = _backend_chain(route)
+        _emit_route(request, route, chain)
+        name, filename, spool = upload
+
+        def make_form(target: Target) -> aiohttp.FormData:
+            form = aiohttp.FormData()
+            for key, value in fields:
+                form.add_field(key, target.upstream_model if key == "model" else value)
+            spool.seek(0)
+            form.add_field(name, _Unclosable(spool), filename=filename, content_type=content_type)
+            return form
+
+        served = await request.app[UPSTREAMS].open_chain(
+            chain, "/audio/transcriptions", make_form, record, stream=False, raw=True
+        )
+        request.app[CATALOG].note_use(route, served.target)
+        return await _raw_answer(request, served, record)
+    finally:
+        if upload is not None:
+            upload[2].close()
+
+
+class _Unclosable:
+    """A file view aiohttp may 'close' after sending, leaving the spool open for a retry."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+
+    def read(self, size: int = -1) -> bytes:
+        return self._handle.read(size)
+
+    def close(self) -> None:
+        pass
+
+
+async def _raw_answer(request: web.Request, served: Any, record: Any) -> web.StreamResponse:
+    record.served_model = served.target.sparks_id
+    record.fallback_from = served.fallback_from
+    upstream = served.response
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": upstream.headers.get("Content-Type", "application/octet-stream"),
+            **route_headers(served, record),
+        }
+    )
+    try:
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                record.mark_first_byte()
+                await response.write(chunk)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+            record.fail(200, "upstream_error", f"upstream body broke: {type(exc).__name__}")
+            if request.transport is not None:  # abort, so the client cannot mistake it for whole
+                request.transport.close()
+            return response
+        record.complete(200)
+        await response.write_eof()
+    finally:
+        served.close()
+    return response
