@@ -1,8 +1,8 @@
 """The non-chat OpenAI endpoints (SPEC §4.7), routed like chat to backend models with fallback.
 
 JSON endpoints get `model` rewritten in the answer; binary and multipart ones stream through:
-an uploaded file is spooled to a temporary file (never held whole in memory) so each fallback
-attempt can send it again.
+an uploaded file is spooled to a private temporary file (never held whole in memory) so each
+fallback attempt can stream it again.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -21,7 +22,6 @@ from .relay import json_answer, route_headers, stream_answer
 from .routing import Route, Target
 from .state import CATALOG, RECORD, UPSTREAMS
 
-SPOOL_MEMORY_BYTES = 1024 * 1024
 COPY_CHUNK = 64 * 1024
 
 
@@ -115,17 +115,18 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         raise invalid_value("file", "send multipart/form-data with 'file' and 'model' fields")
     fields: list[tuple[str, str]] = []
-    upload: tuple[str, str, IO[bytes]] | None = None
+    upload: tuple[str, str, Path] | None = None
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
                 continue
             if part.filename is not None:
-                spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
-                while chunk := await part.read_chunk(COPY_CHUNK):
-                    spool.write(chunk)
-                upload = (part.name, part.filename, spool)
+                spool = tempfile.NamedTemporaryFile(prefix="sparks-upload-", delete=False)
+                with spool:
+                    while chunk := await part.read_chunk(COPY_CHUNK):
+                        spool.write(chunk)
+                upload = (part.name, part.filename, Path(spool.name))
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
             else:
                 fields.append((part.name, (await part.read()).decode("utf-8", "replace")))
@@ -141,14 +142,16 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         route = request.app[CATALOG].table.resolve(model)
         chain = _backend_chain(route)
         _emit_route(request, route, chain)
-        name, filename, spool = upload
+        name, filename, spool_path = upload
 
         def make_form(target: Target) -> aiohttp.FormData:
+            """A fresh form per attempt; aiohttp streams the file from disk and closes it."""
             form = aiohttp.FormData()
             for key, value in fields:
                 form.add_field(key, target.upstream_model if key == "model" else value)
-            spool.seek(0)
-            form.add_field(name, _Unclosable(spool), filename=filename, content_type=content_type)
+            form.add_field(
+                name, spool_path.open("rb"), filename=filename, content_type=content_type
+            )
             return form
 
         served = await request.app[UPSTREAMS].open_chain(
@@ -158,20 +161,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         return await _raw_answer(request, served, record)
     finally:
         if upload is not None:
-            upload[2].close()
-
-
-class _Unclosable:
-    """A file view aiohttp may 'close' after sending, leaving the spool open for a retry."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-
-    def read(self, size: int = -1) -> bytes:
-        return self._handle.read(size)
-
-    def close(self) -> None:
-        pass
+            upload[2].unlink(missing_ok=True)
 
 
 async def _raw_answer(request: web.Request, served: Any, record: Any) -> web.StreamResponse:

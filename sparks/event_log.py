@@ -13,7 +13,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,13 +221,15 @@ def follow_events(
     from_start: bool = False,
     poll_s: float = FOLLOW_POLL_S,
     stop: threading.Event | None = None,
+    on_idle: Callable[[], None] | None = None,
 ) -> Iterator[LogLine]:
     """Matching events as they are written, until `stop` is set (or forever).
 
     With `from_start`, first replays the whole rotated log (use with a `since` filter). Then polls
     the live file every `poll_s` seconds; after a rotation it drains the old file through the
     handle it still holds, then reopens the path. Two rotations within one poll would skip the
-    middle file: at 50 MB per file that needs ~250 MB/s of events.
+    middle file: at 50 MB per file that needs ~250 MB/s of events. `on_idle` runs once per empty
+    poll, so a consumer can act on time passing (flush what it holds) between events.
     """
     wanted = event_filter or EventFilter()
     stop = stop or threading.Event()
@@ -240,12 +242,15 @@ def follow_events(
         while not stop.is_set():
             if not opened:
                 opened = tail.open(at_end=False)
-            yield from _matching(tail.read_lines(), wanted)
+            lines = tail.read_lines()
+            yield from _matching(lines, wanted)
             if opened and tail.replaced_or_truncated():
                 yield from _matching(tail.read_lines(), wanted)  # written before the rename
                 tail.close()
                 opened = tail.open(at_end=False)
                 continue
+            if not lines and on_idle is not None:
+                on_idle()
             stop.wait(poll_s)
     finally:
         tail.close()
