@@ -56,6 +56,11 @@ def _ms(value: Any) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
+def format_cost(value: float) -> str:
+    """Dollars: four places, or six for sub-cent amounts that would otherwise show as zero."""
+    return f"${value:.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
 def _clock(record: dict[str, Any]) -> str:
     ts = str(record.get("ts") or "")
     return ts.replace("T", " ", 1) if ts else "?"
@@ -74,7 +79,7 @@ def _outcome_line(record: dict[str, Any]) -> str:
                 f"tokens {usage.get('prompt_tokens', 0)} in / {usage.get('completion_tokens', 0)} out"
             )
         if isinstance(record.get("cost"), int | float):
-            parts.append(f"${record['cost']:.6f}".rstrip("0").rstrip(".").replace("$", "$", 1))
+            parts.append(format_cost(record["cost"]))
         if record.get("served_model"):
             parts.append(f"served {record['served_model']}")
         if record.get("fallback_from"):
@@ -100,7 +105,9 @@ def detail_line(record: dict[str, Any]) -> tuple[str, str, str | None]:
         return "route", text, None
     if event == "upstream.attempt":
         status = record.get("status")
-        text = f"#{record.get('attempt', '?')} {record.get('backend')}/{record.get('upstream_model')}"
+        text = (
+            f"#{record.get('attempt', '?')} {record.get('backend')}/{record.get('upstream_model')}"
+        )
         text += f"  {status if status is not None else '---'}  {_ms(record.get('latency_ms'))}"
         if record.get("error"):
             text += f"  {record['error']}"
@@ -205,9 +212,8 @@ class StoryPrinter:
 
     def _detail(self, record: dict[str, Any]) -> None:
         label, text, color = detail_line(record)
-        styled_label = click.style(f"{label:<{LABEL_WIDTH}}", fg=color) if color else label
-        pad = "" if color else " " * (LABEL_WIDTH - len(label))
-        self.echo(f"  {styled_label}{pad}{text}")
+        padded = label.ljust(LABEL_WIDTH - 1) + " "
+        self.echo(f"  {click.style(padded, fg=color) if color else padded}{text}")
 
     @staticmethod
     def _single(record: dict[str, Any]) -> str:

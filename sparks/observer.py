@@ -115,6 +115,7 @@ class Subscriber:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize)
         self.matches = matches
         self.dropped = False
+        self.on_drop: Callable[[], None] | None = None  # e.g. abort the subscriber's connection
 
 
 class Observer:
@@ -156,6 +157,8 @@ class Observer:
                     sub.dropped = True
                     self.subscribers.discard(sub)
                     _wake_with_end(sub)
+                    if sub.on_drop is not None:
+                        sub.on_drop()
 
     def subscribe(self, matches: Callable[[dict[str, Any]], bool]) -> Subscriber:
         sub = Subscriber(matches)

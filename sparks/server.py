@@ -30,6 +30,7 @@ from .handlers import (
     list_providers,
 )
 from .limiter import TokenBucket, format_reset
+from .live_events import observer_events
 from .observer import Observer
 from .security import cors_headers, host_allowed, origin_allowed, preflight_headers
 from .state import (
@@ -257,6 +258,7 @@ def create_app(
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_get("/v1/aliases", list_aliases)
     app.router.add_get("/v1/providers", list_providers)
+    app.router.add_get("/v1/observer/events", observer_events)
     return app
 
 

@@ -1,0 +1,208 @@
+"""`sparks activity` figures: one pass over raw log lines, grouped by model, ghost, principal or
+backend. Pure: takes lines, returns numbers; reading files is `event_log`'s job.
+
+What counts:
+* A request counts when its `request.received` is at or after `since` and its terminal event
+  (`request.completed` / `.failed` / `.rejected`) is in the log. Requests still open at the end
+  are reported as `in_flight`, not in the rows.
+* Group keys: `model` is the terminal event's `served_model` (what actually answered, e.g.
+  `sparks/coder` for a classified `sparks` request), else the model the client asked for;
+  `ghost` is `route.resolved.ghost`; `principal` is `request.received.principal`; `backend` is
+  the backend of the request's *last* `upstream.attempt`: the one that served it (after any
+  fallback) or failed last; for a ghost run, the backend of its final model call, since that is
+  where its tokens went. Anything unknown (a 401 has no principal, a model listing no backend)
+  is `-`.
+* errors: `request.failed` and `request.rejected`, counted by `code`.
+* tokens and cost: from `request.completed` (`usage.prompt_tokens` / `completion_tokens`,
+  `cost`, where null counts as 0).
+* latency p50/p95: over completed requests only (an instant 401 or 429 would otherwise drag
+  the median to zero); TTFT p50 over completed requests that have `ttft_ms` (streams).
+  Percentiles are nearest-rank: the smallest value with at least p% of values at or below it,
+  always a latency that really occurred.
+
+Speed: lines are only parsed when needed. The event name and `ts` are first found by a byte
+search (key order is not assumed); when either is ambiguous the line is parsed as usual.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .event_log import TS_LENGTH, TS_NEEDLE, ts_key
+
+GROUPINGS = ("model", "ghost", "principal", "backend")
+TERMINAL = frozenset({b"request.completed", b"request.failed", b"request.rejected"})
+_BASE_EVENTS = TERMINAL | {b"request.received"}
+NEEDED_EVENTS = {
+    "model": _BASE_EVENTS,
+    "ghost": _BASE_EVENTS | {b"route.resolved"},
+    "principal": _BASE_EVENTS,
+    "backend": _BASE_EVENTS | {b"upstream.attempt"},
+}
+EVENT_NEEDLE = b'"event":"'
+NO_KEY = "-"
+
+
+def nearest_rank(sorted_values: list[float], percent: int) -> float | None:
+    """The nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = (percent * len(sorted_values) + 99) // 100
+    return sorted_values[max(rank, 1) - 1]
+
+
+@dataclass
+class GroupStats:
+    key: str
+    requests: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    ttfts_ms: list[float] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.requests += 1
+        if record.get("event") != "request.completed":
+            self.errors[str(record.get("code") or "unknown")] += 1
+            return
+        usage = record.get("usage")
+        if isinstance(usage, dict):
+            self.tokens_in += _int(usage.get("prompt_tokens"))
+            self.tokens_out += _int(usage.get("completion_tokens"))
+        cost = record.get("cost")
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            self.cost += cost
+        latency = record.get("latency_ms")
+        if isinstance(latency, int | float):
+            self.latencies_ms.append(float(latency))
+        ttft = record.get("ttft_ms")
+        if isinstance(ttft, int | float):
+            self.ttfts_ms.append(float(ttft))
+
+    def row(self) -> dict[str, Any]:
+        latencies = sorted(self.latencies_ms)
+        return {
+            "key": self.key,
+            "requests": self.requests,
+            "errors": sum(self.errors.values()),
+            "errors_by_code": dict(self.errors.most_common()),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "p50_ms": nearest_rank(latencies, 50),
+            "p95_ms": nearest_rank(latencies, 95),
+            "ttft_p50_ms": nearest_rank(sorted(self.ttfts_ms), 50),
+            "cost": round(self.cost, 8),
+        }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass
+class ActivityReport:
+    by: str
+    since: str | None
+    rows: list[dict[str, Any]]
+    total: dict[str, Any]
+    in_flight: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "since": self.since,
+            "groups": self.rows,
+            "total": self.total,
+            "in_flight": self.in_flight,
+        }
+
+
+def _cheap_event(line: bytes) -> bytes | None:
+    """The event name if it is certain from the bytes alone (exactly one `"event":"` key)."""
+    start = line.find(EVENT_NEEDLE)
+    if start < 0:
+        return None
+    start += len(EVENT_NEEDLE)
+    if line.find(EVENT_NEEDLE, start) >= 0:
+        return None
+    return line[start : line.find(b'"', start)]
+
+
+def _cheap_ts(line: bytes) -> bytes | None:
+    """The canonical `ts` bytes if certain from the bytes alone (one `"ts":"`, `…T….mmmZ"`)."""
+    start = line.find(TS_NEEDLE)
+    if start < 0:
+        return None
+    start += len(TS_NEEDLE)
+    end = start + TS_LENGTH
+    if line[end : end + 1] != b'"' or line[end - 1 : end] != b"Z" or line[start + 10] != 84:
+        return None  # 84 is "T"
+    if line.find(TS_NEEDLE, end) >= 0:
+        return None
+    return line[start:end]
+
+
+def summarize(
+    lines: Iterable[bytes], by: str = "model", since: str | None = None
+) -> ActivityReport:
+    """Aggregate raw log lines (oldest first) into per-group rows; `since` is a canonical ts."""
+    if by not in GROUPINGS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}; got {by!r}")
+    needed = NEEDED_EVENTS[by]
+    since_bytes = since.encode() if since is not None else None
+    open_requests: dict[str, str | None] = {}  # request id → group key known so far
+    groups: dict[str, GroupStats] = {}
+    total = GroupStats("total")
+    for line in lines:
+        name = _cheap_event(line)
+        if name is not None and name not in needed:
+            continue
+        checked = False
+        if since_bytes is not None:
+            ts = _cheap_ts(line)
+            if ts is not None:
+                if ts < since_bytes:
+                    continue
+                checked = True
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        rid = record.get("request_id")
+        if not isinstance(rid, str):
+            continue
+        event = record.get("event")
+        if event == "request.received":
+            if since is not None and not checked:
+                ts_text = ts_key(record.get("ts"))
+                if ts_text is None or ts_text < since:
+                    continue
+            open_requests[rid] = record.get(by if by != "backend" else "-") or (
+                record.get("model") if by == "model" else None
+            )
+        elif rid not in open_requests:
+            continue  # received before `since` (or not a request we track)
+        elif event == "route.resolved":
+            open_requests[rid] = record.get("ghost")
+        elif event == "upstream.attempt":
+            open_requests[rid] = record.get("backend")
+        elif event in ("request.completed", "request.failed", "request.rejected"):
+            known = open_requests.pop(rid)
+            if by == "model":
+                known = record.get("served_model") or known
+            key = str(known) if known else NO_KEY
+            stats = groups.get(key)
+            if stats is None:
+                stats = groups[key] = GroupStats(key)
+            stats.add(record)
+            total.add(record)
+    rows = sorted((g.row() for g in groups.values()), key=lambda r: (-r["requests"], r["key"]))
+    return ActivityReport(by, since, rows, total.row(), len(open_requests))
