@@ -45,6 +45,7 @@ NEEDED_EVENTS = {
 }
 EVENT_NEEDLE = b'"event":"'
 NO_KEY = "-"
+_decode = json.JSONDecoder().decode
 
 
 def nearest_rank(sorted_values: list[float], percent: int) -> float | None:
@@ -123,17 +124,6 @@ class ActivityReport:
         }
 
 
-def _cheap_event(line: bytes) -> bytes | None:
-    """The event name if it is certain from the bytes alone (exactly one `"event":"` key)."""
-    start = line.find(EVENT_NEEDLE)
-    if start < 0:
-        return None
-    start += len(EVENT_NEEDLE)
-    if line.find(EVENT_NEEDLE, start) >= 0:
-        return None
-    return line[start : line.find(b'"', start)]
-
-
 def _cheap_ts(line: bytes) -> bytes | None:
     """The canonical `ts` bytes if certain from the bytes alone (one `"ts":"`, `…T….mmmZ"`)."""
     start = line.find(TS_NEEDLE)
@@ -158,10 +148,14 @@ def summarize(
     since_bytes = since.encode() if since is not None else None
     open_requests: dict[str, str | None] = {}  # request id → group key known so far
     groups: dict[str, GroupStats] = {}
-    total = GroupStats("total")
     for line in lines:
-        name = _cheap_event(line)
-        if name is not None and name not in needed:
+        # the event name straight from the bytes, when exactly one `"event":"` key is present
+        start = line.find(EVENT_NEEDLE) + len(EVENT_NEEDLE)
+        if (
+            start >= len(EVENT_NEEDLE)
+            and line.find(EVENT_NEEDLE, start) < 0
+            and line[start : line.find(b'"', start)] not in needed
+        ):
             continue
         checked = False
         if since_bytes is not None:
@@ -171,8 +165,8 @@ def summarize(
                     continue
                 checked = True
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = _decode(line.decode())
+        except ValueError:  # junk, a truncated line, or invalid UTF-8
             continue
         if not isinstance(record, dict):
             continue
@@ -185,14 +179,12 @@ def summarize(
                 ts_text = ts_key(record.get("ts"))
                 if ts_text is None or ts_text < since:
                     continue
-            open_requests[rid] = record.get(by if by != "backend" else "-") or (
-                record.get("model") if by == "model" else None
-            )
+            open_requests[rid] = record.get(by) if by in ("model", "principal") else None
         elif rid not in open_requests:
             continue  # received before `since` (or not a request we track)
-        elif event == "route.resolved":
+        elif event == "route.resolved" and by == "ghost":
             open_requests[rid] = record.get("ghost")
-        elif event == "upstream.attempt":
+        elif event == "upstream.attempt" and by == "backend":
             open_requests[rid] = record.get("backend")
         elif event in ("request.completed", "request.failed", "request.rejected"):
             known = open_requests.pop(rid)
@@ -203,6 +195,19 @@ def summarize(
             if stats is None:
                 stats = groups[key] = GroupStats(key)
             stats.add(record)
-            total.add(record)
     rows = sorted((g.row() for g in groups.values()), key=lambda r: (-r["requests"], r["key"]))
-    return ActivityReport(by, since, rows, total.row(), len(open_requests))
+    return ActivityReport(by, since, rows, merged(groups.values()).row(), len(open_requests))
+
+
+def merged(groups: Iterable[GroupStats], key: str = "total") -> GroupStats:
+    """All groups as one (the table's total line)."""
+    total = GroupStats(key)
+    for stats in groups:
+        total.requests += stats.requests
+        total.errors.update(stats.errors)
+        total.tokens_in += stats.tokens_in
+        total.tokens_out += stats.tokens_out
+        total.cost += stats.cost
+        total.latencies_ms.extend(stats.latencies_ms)
+        total.ttfts_ms.extend(stats.ttfts_ms)
+    return total

@@ -51,8 +51,11 @@ async def _probe(session: aiohttp.ClientSession, name: str, port: int) -> Detect
     return DetectedBackend(name, base_url, models=models)
 
 
-async def detect_backends(probe_loopback: bool = True) -> list[DetectedBackend]:
-    """Hosted backends whose key is in the env, then loopback servers answering /v1/models."""
+async def detect_backends(
+    probe_loopback: bool = True, ports: tuple[tuple[str, int], ...] = LOOPBACK
+) -> list[DetectedBackend]:
+    """Hosted backends whose key is in the env, then loopback servers answering /v1/models
+    within PROBE_TIMEOUT_S (all ports probed at once)."""
     found = [
         DetectedBackend(name, url, api_key_env=env)
         for name, env, url in HOSTED
@@ -61,7 +64,7 @@ async def detect_backends(probe_loopback: bool = True) -> list[DetectedBackend]:
     if probe_loopback:
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            probes = await asyncio.gather(*(_probe(session, n, p) for n, p in LOOPBACK))
+            probes = await asyncio.gather(*(_probe(session, n, p) for n, p in ports))
         found += [p for p in probes if p is not None]
     return found
 

@@ -23,6 +23,7 @@ from .ghosts.prompt import system_prompt
 from .ghosts.tools import ToolContext, tool_schemas
 from .protocol import DONE_EVENT, ChatRequest, chat_chunk, chat_completion, sse_event, usage_chunk
 from .reasoning import DeltaNormalizer, normalize_message
+from .relay import cost_of
 from .routing import Route, Target
 from .state import OBSERVER, RECORD
 from .stream_relay import StreamGarbage, iter_lines
@@ -282,11 +283,16 @@ class GhostRunner:
                     chain, "/chat/completions", make_body, record, stream=stream
                 )
                 if not stream:
-                    return turn_from_message(served.payload)
-                try:
-                    return await turn_from_stream(served, live)
-                finally:
-                    served.close()
+                    turn = turn_from_message(served.payload)
+                else:
+                    try:
+                        turn = await turn_from_stream(served, live)
+                    finally:
+                        served.close()
+                step_cost = cost_of(self.catalog, served, turn.usage)
+                if step_cost is not None:
+                    record.cost = round((record.cost or 0.0) + step_cost, 8)
+                return turn
         except TimeoutError:
             raise SparksError(
                 504, "upstream_timeout", f"a ghost model step took longer than {timeout_s:g}s"

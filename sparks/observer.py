@@ -123,6 +123,7 @@ class Observer:
 
     def __init__(self, config: ObserverConfig, console: TextIO | None = None) -> None:
         self.config = config
+        self.console_color = bool(console is not None and console.isatty())
         self.path = events_path(config)
         self.file = RotatingFile(self.path, config.max_bytes, config.backups)
         self.console = console
@@ -146,7 +147,7 @@ class Observer:
         if self.console is not None or self.subscribers:
             record = json.loads(line)
             if self.console is not None:
-                self.console.write(render_console(record) + "\n")
+                self.console.write(render_console(record, self.console_color) + "\n")
                 self.console.flush()
             for sub in list(self.subscribers):
                 if not sub.matches(record):

@@ -431,3 +431,92 @@ async def test_classifier_llm_path_then_cache_then_fallback(
     routed = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "route.resolved"]
     assert "llm failed" in routed[-1]["classifier"]["note"]
     assert json.dumps(routed[0]["classifier"]).count("latency_ms") == 1
+
+
+async def test_ghost_local_suffix_refuses_a_remote_model(
+    sparks_client: Any, upstream: Any, tmp_path: Path, workspace: Path
+) -> None:
+    config = make_config(
+        tmp_path,
+        {"remote": "https://api.example.invalid/v1"},
+        ghost_defaults={"model": "remote/big"},
+    )
+    client = await sparks_client(config)
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/scout:local", "messages": [{"role": "user", "content": "x"}]},
+        headers=AUTH,
+    )
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "no_local_backend"
+
+
+async def test_ghost_usage_and_cost_are_summed_over_steps(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    from sparks.config import parse_config
+
+    data = {
+        "observer": {"path": str(tmp_path / "events.jsonl"), "console": False},
+        "backends": {
+            "up": {
+                "base_url": upstream_url(upstream),
+                "model_info": {
+                    "fake-model": {"price_in_per_mtok": 1000.0, "price_out_per_mtok": 2000.0}
+                },
+            }
+        },
+        "ghost_defaults": {"model": "up/fake-model", "sandbox": "none"},
+        "ghosts": [
+            {
+                "name": "scout",
+                "read_only": True,
+                "workspace": str(workspace),
+                "tools": ["read_file"],
+            }
+        ],
+    }
+    client = await sparks_client(parse_config(data, None))
+    script(upstream, fake, [{"tool_calls": [call("read_file", path="notes.txt")]}, {"reply": "ok"}])
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "read"}]},
+        headers=AUTH,
+    )
+    usage = (await resp.json())["usage"]
+    done = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.completed"]
+    expected = (usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000) / 1e6
+    assert done[-1]["usage"] == usage
+    assert done[-1]["cost"] == pytest.approx(expected)
+    chat_calls = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")]
+    assert len(chat_calls) == 2  # two model steps, one usage total
+
+
+async def test_shell_runs_inside_bwrap_when_available(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    from sparks.ghosts.shell import SandboxUnavailable, sandbox_in_effect
+
+    try:
+        if sandbox_in_effect("auto") != "bwrap":
+            pytest.skip("bubblewrap is not installed or cannot create namespaces here")
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    config = ghost_config(tmp_path, upstream, workspace, ghost_defaults={"sandbox": "auto"})
+    client = await sparks_client(config)
+    outside = tmp_path / "outside-write.txt"
+    script(
+        upstream,
+        fake,
+        [
+            {"tool_calls": [call("shell", command=f"echo hi > {outside}; echo ok > inside.txt")]},
+            {"reply": "done"},
+        ],
+    )
+    await client.post(
+        CHAT,
+        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "write"}]},
+        headers=AUTH,
+    )
+    assert not outside.exists()  # the jail's filesystem is read-only outside the workspace
+    assert (workspace / "inside.txt").read_text() == "ok\n"
