@@ -89,7 +89,9 @@ async def test_x_api_key_header_and_client_principal_authenticate(
     client = await sparks_client(config, extra_keys=[("sk-cursor-key-abcdef0123456789", "cursor")])
     resp = await client.get("/v1/models", headers={"x-api-key": "sk-cursor-key-abcdef0123456789"})
     assert resp.status == 200
-    received = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.received"]
+    received = [
+        e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.received"
+    ]
     assert received[-1]["principal"] == "cursor"
 
 
@@ -139,9 +141,7 @@ async def test_unknown_path_and_method_are_shaped_404_and_405(
 async def test_unknown_ghost_and_rejected_model_are_404_model_not_found(
     sparks_client: Any, upstream: Any, tmp_path: Path
 ) -> None:
-    client = await start(
-        sparks_client, upstream, tmp_path, openai_api={"unknown_model": "reject"}
-    )
+    client = await start(sparks_client, upstream, tmp_path, openai_api={"unknown_model": "reject"})
     for model in ("sparks/nope", "no-such-model", "nobackend/x"):
         resp = await client.post(CHAT, json={"model": model, "messages": HELLO}, headers=AUTH)
         await expect_error(resp, 404, "model_not_found", "model")
@@ -187,9 +187,7 @@ async def test_upstream_500_is_502_upstream_error_quoting_status(
     sparks_client: Any, upstream: Any, tmp_path: Path
 ) -> None:
     client = await start(sparks_client, upstream, tmp_path)
-    resp = await client.post(
-        CHAT, json={"model": "up/fail-500", "messages": HELLO}, headers=AUTH
-    )
+    resp = await client.post(CHAT, json={"model": "up/fail-500", "messages": HELLO}, headers=AUTH)
     error = await expect_error(resp, 502, "upstream_error")
     assert "500" in error["message"]
     assert "route_trace" not in error
@@ -221,9 +219,7 @@ async def test_slow_backend_is_504_upstream_timeout(
 
     config = parse_config(data, None)
     client = await sparks_client(config)
-    resp = await client.post(
-        CHAT, json={"model": "up/slow-3000", "messages": HELLO}, headers=AUTH
-    )
+    resp = await client.post(CHAT, json={"model": "up/slow-3000", "messages": HELLO}, headers=AUTH)
     await expect_error(resp, 504, "upstream_timeout")
 
 
@@ -248,7 +244,8 @@ async def test_upstream_4xx_goes_back_as_it_came(
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "7"
     resp = await client.post(
-        CHAT, json={"model": "up/fake-model", "messages": HELLO, "fake": {"status": 400}},
+        CHAT,
+        json={"model": "up/fake-model", "messages": HELLO, "fake": {"status": 400}},
         headers=AUTH,
     )
     assert resp.status == 400

@@ -28,10 +28,16 @@ BASE = {"model": "m", "messages": []}
             "openai",
             {"reasoning_effort": "medium"},
         ),
-        ({"reasoning_effort": "low"}, "chat_template_kwargs",
-         {"chat_template_kwargs": {"enable_thinking": True}}),
-        ({"enable_thinking": False, "reasoning_effort": "high"}, "chat_template_kwargs",
-         {"chat_template_kwargs": {"enable_thinking": False}}),
+        (
+            {"reasoning_effort": "low"},
+            "chat_template_kwargs",
+            {"chat_template_kwargs": {"enable_thinking": True}},
+        ),
+        (
+            {"enable_thinking": False, "reasoning_effort": "high"},
+            "chat_template_kwargs",
+            {"chat_template_kwargs": {"enable_thinking": False}},
+        ),
         ({"reasoning_effort": "none"}, "ollama", {"think": False}),
         ({"enable_thinking": True}, "ollama", {"think": True}),
         ({"reasoning_effort": "high", "enable_thinking": True}, "none", {}),
@@ -128,7 +134,9 @@ text_piece = st.sampled_from(["<think>", "</think>", "<", "/", "think", ">", "\n
     parts=st.lists(text_piece, max_size=25),
     cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
 )
-def test_streamed_normalization_equals_whole_normalization(parts: list[str], cuts: list[int]) -> None:
+def test_streamed_normalization_equals_whole_normalization(
+    parts: list[str], cuts: list[int]
+) -> None:
     text = "".join(parts)
     points = sorted({min(c, len(text)) for c in cuts})
     pieces, start = [], 0
