@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .event_log import TS_LENGTH, TS_NEEDLE, ts_key
+from .event_log import line_ts, ts_key
 
 GROUPINGS = ("model", "ghost", "principal", "backend")
 TERMINAL = frozenset({b"request.completed", b"request.failed", b"request.rejected"})
@@ -124,20 +124,6 @@ class ActivityReport:
         }
 
 
-def _cheap_ts(line: bytes) -> bytes | None:
-    """The canonical `ts` bytes if certain from the bytes alone (one `"ts":"`, `…T….mmmZ"`)."""
-    start = line.find(TS_NEEDLE)
-    if start < 0:
-        return None
-    start += len(TS_NEEDLE)
-    end = start + TS_LENGTH
-    if line[end : end + 1] != b'"' or line[end - 1 : end] != b"Z" or line[start + 10] != 84:
-        return None  # 84 is "T"
-    if line.find(TS_NEEDLE, end) >= 0:
-        return None
-    return line[start:end]
-
-
 def summarize(
     lines: Iterable[bytes], by: str = "model", since: str | None = None
 ) -> ActivityReport:
@@ -159,7 +145,7 @@ def summarize(
             continue
         checked = False
         if since_bytes is not None:
-            ts = _cheap_ts(line)
+            ts = line_ts(line)
             if ts is not None:
                 if ts < since_bytes:
                     continue

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from .errors import SparksError, invalid_value, missing_field
-from .protocol import parse_json_object, require_model
+from .protocol import parse_json_object, read_body, require_model
 from .relay import json_answer, route_headers, stream_answer
 from .routing import Route, Target
 from .state import CATALOG, RECORD, UPSTREAMS
@@ -56,7 +56,7 @@ def json_endpoint(path: str, streamable: bool = False) -> Callable[..., Any]:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         record = request[RECORD]
-        body = parse_json_object(await request.read())
+        body = parse_json_object(await read_body(request.read()))
         model = require_model(body)
         stream = bool(body.get("stream")) if streamable else False
         if "stream" in body and streamable and not isinstance(body["stream"], bool):
@@ -92,7 +92,7 @@ def json_endpoint(path: str, streamable: bool = False) -> Callable[..., Any]:
 async def speech(request: web.Request) -> web.StreamResponse:
     """POST /v1/audio/speech: JSON in, audio bytes streamed back as they arrive."""
     record = request[RECORD]
-    body = parse_json_object(await request.read())
+    body = parse_json_object(await read_body(request.read()))
     model = require_model(body)
     record.received(model, True)
     route = request.app[CATALOG].table.resolve(model)

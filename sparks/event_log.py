@@ -63,18 +63,19 @@ def ts_key(ts: Any) -> str | None:
     return format_ts(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-def line_ts(line: bytes) -> str | None:
+def line_ts(line: bytes) -> bytes | None:
     """The top-level `ts` of a raw line without parsing it, or None when that is not certain
-    (absent, not canonical, or present twice, e.g. inside logged content)."""
+    (absent, not in the observer's format, or present twice, e.g. inside logged content)."""
     start = line.find(TS_NEEDLE)
     if start < 0:
         return None
     start += len(TS_NEEDLE)
     end = start + TS_LENGTH
-    if line[end : end + 1] != b'"' or line.find(TS_NEEDLE, end) >= 0:
+    if line[end : end + 1] != b'"' or line[end - 1 : end] != b"Z" or line[start + 10] != 84:
+        return None  # 84 is "T"
+    if line.find(TS_NEEDLE, end) >= 0:
         return None
-    ts = line[start:end].decode("ascii", "replace")
-    return ts if _CANONICAL_TS.fullmatch(ts) else None
+    return line[start:end]
 
 
 def log_files(path: Path) -> list[Path]:
@@ -129,7 +130,7 @@ class EventFilter:
         if self.since is None:
             return False
         ts = line_ts(line)
-        return ts is not None and ts < self.since
+        return ts is not None and ts < self.since.encode()
 
     def matches(self, record: dict[str, Any]) -> bool:
         if self.since is not None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from . import __version__
 from .errors import SparksError
 from .keys import backend_key_status
-from .protocol import ChatRequest, parse_chat_request, parse_json_object
+from .protocol import ChatRequest, parse_chat_request, parse_json_object, read_body
 from .reasoning import apply_reasoning
 from .relay import json_answer, stream_answer
 from .routing import Route, Target
@@ -87,7 +87,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
-    body = parse_json_object(await request.read())
+    body = parse_json_object(await read_body(request.read()))
     chat = parse_chat_request(body)
     record.received(chat.model, chat.stream, chat.message_count, messages=body.get("messages"))
     route = request.app[CATALOG].table.resolve(chat.model)

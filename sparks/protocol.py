@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,21 @@ from .errors import SparksError, invalid_value, missing_field
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 DONE_EVENT = b"data: [DONE]\n\n"
+
+
+BODY_READ_TIMEOUT_S = 60.0
+
+
+async def read_body(read: Awaitable[bytes], timeout_s: float | None = None) -> bytes:
+    """The request body, bounded in time so a slow upload cannot hold a handler forever."""
+    timeout_s = timeout_s or BODY_READ_TIMEOUT_S
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await read
+    except TimeoutError:
+        raise SparksError(
+            408, "request_timeout", f"The request body did not arrive within {timeout_s:g}s"
+        ) from None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,6 +16,8 @@ from .reasoning import normalize_message
 from .stream_relay import ChunkRelay, StreamGarbage, iter_lines
 from .tracking import RequestRecord
 from .upstream import Served
+
+CLIENT_WRITE_TIMEOUT_S = 120.0  # a client that reads nothing for this long is cut off
 
 
 def route_headers(served: Served, record: RequestRecord) -> dict[str, str]:
@@ -102,7 +105,8 @@ async def stream_answer(
                 if out is not None:
                     if relay.chunks == 1:
                         record.mark_first_byte()
-                    await response.write(out)
+                    async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
+                        await response.write(out)
                 if relay.done:
                     break
         except StreamGarbage as exc:
@@ -110,7 +114,7 @@ async def stream_answer(
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             failure = f"upstream stream broke: {type(exc).__name__}"
         except TimeoutError:
-            failure = "upstream stream stalled past timeout_s"
+            failure = "upstream stream stalled past timeout_s, or the client stopped reading"
         if failure is None and not relay.done:
             failure = "upstream stream ended before [DONE]"
         if failure is None:

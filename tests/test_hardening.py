@@ -1,0 +1,152 @@
+"""Load, faults and hostile input, bounded in count and time (the full soak is scripts/bench.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import AUTH, make_config, read_events, upstream_url
+
+CHAT = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "hello there"}]
+TERMINAL = {"request.completed", "request.failed", "request.rejected"}
+
+
+async def start(sparks_client: Any, upstream: Any, tmp_path: Path) -> Any:
+    config = make_config(
+        tmp_path, {"up": upstream_url(upstream)}, openai_api={"requests_per_minute": 0}
+    )
+    return await sparks_client(config)
+
+
+async def test_200_concurrent_streams_all_complete(
+    sparks_client: Any, upstream: Any, tmp_path: Path
+) -> None:
+    client = await start(sparks_client, upstream, tmp_path)
+
+    async def one(index: int) -> str:
+        resp = await client.post(
+            CHAT,
+            json={
+                "model": "up/fake-model",
+                "messages": [{"role": "user", "content": f"stream {index}"}],
+                "stream": True,
+                "fake": {"chunks": 10, "chunk_delay_ms": 5},
+            },
+            headers=AUTH,
+        )
+        assert resp.status == 200
+        return await resp.text()
+
+    async with asyncio.timeout(60):
+        bodies = await asyncio.gather(*(one(i) for i in range(200)))
+    assert all(body.endswith("data: [DONE]\n\n") and '"error"' not in body for body in bodies)
+    done = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.completed"]
+    assert len(done) == 200
+
+
+async def test_mixed_soak_has_no_sparks_5xx_no_lost_events_no_task_growth(
+    sparks_client: Any, upstream: Any, tmp_path: Path
+) -> None:
+    client = await start(sparks_client, upstream, tmp_path)
+    rng = random.Random(7)
+    statuses: Counter[int] = Counter()
+    request_ids: list[str] = []
+
+    async def one(kind: str) -> None:
+        if kind == "ok":
+            resp = await client.post(
+                CHAT, json={"model": "up/fake-model", "messages": HELLO}, headers=AUTH
+            )
+        elif kind == "bad":
+            resp = await client.post(CHAT, data=b'{"model": ', headers=AUTH)
+        elif kind == "upstream5xx":
+            resp = await client.post(
+                CHAT, json={"model": "up/fail-503", "messages": HELLO}, headers=AUTH
+            )
+        else:  # disconnect mid-stream
+            resp = await client.post(
+                CHAT,
+                json={
+                    "model": "up/fake-model",
+                    "messages": HELLO,
+                    "stream": True,
+                    "fake": {"chunks": 50, "chunk_delay_ms": 20},
+                },
+                headers=AUTH,
+            )
+            await resp.content.readline()
+            request_ids.append(resp.headers["X-Request-Id"])
+            statuses[resp.status] += 1
+            resp.close()
+            return
+        request_ids.append(resp.headers["X-Request-Id"])
+        statuses[resp.status] += 1
+        await resp.read()
+
+    async def settle() -> int:
+        await asyncio.sleep(1.2)  # let cut-off upstream streams notice and finish
+        return len(asyncio.all_tasks())
+
+    kinds = [rng.choice(["ok", "ok", "bad", "upstream5xx", "disconnect"]) for _ in range(320)]
+    # warm-up: the first batch fills the keep-alive pools (one idle handler task per connection)
+    await asyncio.gather(*(one(k) for k in kinds[:20]))
+    baseline = await settle()
+    async with asyncio.timeout(90):
+        for batch in range(20, len(kinds), 20):
+            await asyncio.gather(*(one(k) for k in kinds[batch : batch + 20]))
+    assert await settle() <= baseline + 4
+    assert set(statuses) <= {200, 400, 502}  # 502 only where the upstream answered 503
+    assert statuses[502] == kinds.count("upstream5xx")
+    events = read_events(tmp_path / "events.jsonl")
+    terminal = Counter(e["request_id"] for e in events if e["event"] in TERMINAL)
+    assert all(terminal[rid] == 1 for rid in request_ids)
+    disconnected = [e for e in events if e["event"] == "client.disconnected"]
+    assert len(disconnected) == kinds.count("disconnect")
+
+
+async def test_gigantic_upstream_body_is_a_shaped_502(
+    sparks_client: Any, upstream: Any, tmp_path: Path
+) -> None:
+    client = await start(sparks_client, upstream, tmp_path)
+    resp = await client.post(
+        CHAT,
+        json={
+            "model": "up/fake-model",
+            "messages": HELLO,
+            "fake": {"body": "huge", "huge_bytes": 70 * 1024 * 1024},
+        },
+        headers=AUTH,
+    )
+    assert resp.status == 502
+    assert (await resp.json())["error"]["code"] == "upstream_error"
+
+
+async def test_slow_body_upload_is_408_request_timeout(
+    sparks_client: Any, upstream: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sparks.protocol.BODY_READ_TIMEOUT_S", 0.3)
+    client = await start(sparks_client, upstream, tmp_path)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+        + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model"'
+    )
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+    writer.close()
+    await writer.wait_closed()
+    rejected = [
+        e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.rejected"
+    ]
+    assert rejected[-1]["code"] == "request_timeout"
+    _ = socket
