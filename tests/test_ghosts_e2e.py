@@ -99,7 +99,7 @@ async def test_scout_reads_a_real_file_and_answers_with_it(
     assert answer.model == "sparks/scout"
     assert raw.headers["X-Sparks-Route"] == "ghost:scout"
     assert answer.usage.total_tokens > 0
-    first = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")][0]
+    first = next(r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions"))
     assert first.json["messages"][0]["role"] == "system"
     assert str(workspace) in first.json["messages"][0]["content"]
     names = [t["function"]["name"] for t in first.json["tools"]]

@@ -246,7 +246,7 @@ def test_first_serve_without_key_generates_one_into_0600_key_file(
         key = key_file.read_text().strip()
         assert key not in banner and len(key) >= 43
         oa = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-        assert [m.id for m in oa.models.list()][0] == "sparks"
+        assert next(m.id for m in oa.models.list()) == "sparks"
         oa.close()
     finally:
         assert stop(proc) == 0
