@@ -36,7 +36,7 @@ def test_wrong_type_names_the_key_and_file(tmp_path: Path) -> None:
 
 
 def test_bad_bind_is_refused() -> None:
-    with pytest.raises(ConfigError, match="openai_api.bind"):
+    with pytest.raises(ConfigError, match=r"openai_api\.bind"):
         parse_config({"openai_api": {"bind": "localhost"}}, None)
 
 
