@@ -83,6 +83,8 @@ def serve(config_path: str | None, bind: str | None, log_level: str, allow_nonlo
     except ConfigError as exc:
         fail(f"invalid config: {exc}", 2)
     api = config.openai_api
+    if not api.enabled:
+        fail(f"openai_api.enabled is false in {config.source}: nothing to serve", 2)
     if bind:
         try:
             split_bind(bind)
@@ -227,7 +229,12 @@ def ghosts(config_path: str | None) -> None:
     from .ghosts.definitions import ghost_specs
 
     config = load_or_exit(config_path, detect=False)
-    for spec in ghost_specs(config):
+    try:
+        specs = ghost_specs(config)
+    except ConfigError as exc:
+        fail(f"invalid config: {exc}", 2)
+        return
+    for spec in specs:
         click.echo(f"sparks/{spec.name}")
         click.echo(f"  {spec.description}")
         click.echo(f"  model:     {spec.model or '(first available backend model)'}")
@@ -253,7 +260,7 @@ def init(config_path: str | None, target: str | None, force: bool) -> None:
         fail(f"{path} exists; pass --force to overwrite", 1)
     click.echo("detecting backends (env keys, loopback ports 11434 1234 8080 8000)…", err=True)
     detected = asyncio.run(detect_backends())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.write_text(render_config(detected), encoding="utf-8")
     click.echo(f"wrote {path}")
     for backend in detected:

@@ -16,16 +16,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .errors import SparksError, invalid_value, missing_field
-from .protocol import parse_json_object, read_body, require_model
+from .errors import SparksError, invalid_value, missing_field, model_not_found
+from .protocol import parse_json_object, read_body, require_model, stream_flags
 from .relay import json_answer, route_headers, stream_answer
-from .routing import Route, Target
+from .routing import CLASSIFY_ID, LOCAL_SUFFIX, Route, Target
 from .state import CATALOG, RECORD, UPSTREAMS
 
 COPY_CHUNK = 64 * 1024
 
 
 def _backend_chain(route: Route) -> tuple[Target, ...]:
+    base = route.model.removesuffix(LOCAL_SUFFIX)
+    if route.kind == "classify" and base != CLASSIFY_ID:
+        raise model_not_found(route.model)  # unknown ids only mean "a ghost" on chat
     if route.kind in ("classify", "ghost") or (route.chain and route.chain[0].ghost):
         raise SparksError(
             400,
@@ -58,15 +61,12 @@ def json_endpoint(path: str, streamable: bool = False) -> Callable[..., Any]:
         record = request[RECORD]
         body = parse_json_object(await read_body(request.read()))
         model = require_model(body)
-        stream = bool(body.get("stream")) if streamable else False
-        if "stream" in body and streamable and not isinstance(body["stream"], bool):
-            raise invalid_value("stream", "'stream' must be true or false")
+        stream, include_usage = stream_flags(body) if streamable else (False, False)
         record.received(model, stream)
         catalog = request.app[CATALOG]
         route = catalog.table.resolve(model)
         chain = _backend_chain(route)
         _emit_route(request, route, chain)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def make_body(target: Target) -> bytes:
             out = {**body, "model": target.upstream_model}
@@ -94,7 +94,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
     body = parse_json_object(await read_body(request.read()))
     model = require_model(body)
-    record.received(model, True)
+    record.received(model, False)
     route = request.app[CATALOG].table.resolve(model)
     chain = _backend_chain(route)
     _emit_route(request, route, chain)

@@ -57,8 +57,13 @@ def _ms(value: Any) -> str:
 
 
 def format_cost(value: float) -> str:
-    """Dollars: four places, or six for sub-cent amounts that would otherwise show as zero."""
-    return f"${value:.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+    """Dollars: four places, or up to six for sub-cent amounts that would otherwise show as 0."""
+    if value == 0:
+        return "$0"
+    if value >= 0.01:
+        return f"${value:.4f}"
+    text = f"{value:.6f}".rstrip("0")
+    return f"${text}" if text != "0." else "<$0.000001"
 
 
 def _clock(record: dict[str, Any]) -> str:
@@ -128,11 +133,16 @@ def detail_line(record: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def _fields_text(record: dict[str, Any]) -> str:
     skip = {"ts", "event", "level", "request_id"}
-    return " ".join(
-        f"{key}={value}"
-        for key, value in record.items()
-        if key not in skip and value not in (None, "", [], {})
-    )
+    parts = []
+    for key, value in record.items():
+        if key in skip or value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}:{v}" for k, v in value.items() if v not in (None, ""))
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
 
 
 def header_line(records: list[dict[str, Any]], continued: bool = False) -> str:
@@ -262,7 +272,8 @@ def show_events(
 
 
 def _stdout_writer() -> Callable[[bytes], None]:
-    out = click.get_binary_stream("stdout")
+    """Raw bytes to stdout, flushed per line so `--follow --json | jq` sees events at once."""
+    out = sys.stdout.buffer
 
     def write(line: bytes) -> None:
         out.write(line)

@@ -141,7 +141,7 @@ class GhostRunner:
             if self.config.classifier.model:
 
                 async def ask(messages: list[dict[str, str]]) -> str:
-                    return await self._ask_classifier(messages, record)
+                    return await self._ask_classifier(messages, record, route.local_only)
 
             decision = await self.classifier.decide(chat.body["messages"], ask)
             spec = self.specs[decision.ghost]
@@ -237,13 +237,13 @@ class GhostRunner:
             )
             if sink.response is None:
                 raise error from None
-            record.fail(504, error.code, error.message)
+            record.fail(200, error.code, error.message)  # the client already got a 200
             await sink.fail(error)
             return await sink.done()
         except SparksError as exc:
             if sink.response is None:
                 raise
-            record.fail(exc.status, exc.code, exc.message)
+            record.fail(200, exc.code, exc.message)  # the client already got a 200
             await sink.fail(exc)
             return await sink.done()
         record.usage = result.usage
@@ -298,8 +298,13 @@ class GhostRunner:
                 504, "upstream_timeout", f"a ghost model step took longer than {timeout_s:g}s"
             ) from None
 
-    async def _ask_classifier(self, messages: list[dict[str, str]], record: RequestRecord) -> str:
-        route = self.catalog.table.resolve(self.config.classifier.model)
+    async def _ask_classifier(
+        self, messages: list[dict[str, str]], record: RequestRecord, local_only: bool
+    ) -> str:
+        """One short call to the classifier model; under `:local` only loopback targets, so the
+        user's words never leave the machine (a non-local classifier raises → heuristic)."""
+        model = self.config.classifier.model + (":local" if local_only else "")
+        route = self.catalog.table.resolve(model)
         chain = tuple(t for t in route.chain if t.backend)
         body = {"messages": messages, "max_tokens": 16, "temperature": 0}
 

@@ -172,7 +172,7 @@ async def list_providers(request: web.Request) -> web.Response:
         data.append(
             {
                 "name": name,
-                "host": urlsplit(backend.base_url).netloc,
+                "host": _host_port(backend.base_url),
                 "local": name in catalog.table.local_backends,
                 "key_status": backend_key_status(backend),
                 "model_count": len(catalog.models.get(name, ())),
@@ -183,6 +183,13 @@ async def list_providers(request: web.Request) -> web.Response:
         )
     request[RECORD].complete(200)
     return web.json_response({"object": "list", "data": data})
+
+
+def _host_port(url: str) -> str:
+    """host[:port] without any credentials a base_url might carry."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _iso(stamp: float | None) -> str | None:

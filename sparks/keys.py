@@ -237,9 +237,8 @@ def find_backend_key(backend: BackendConfig) -> ResolvedKey | None:
     """The backend's `api_key_env`, else keyring user `backend:NAME`; None → not required."""
     if backend.api_key:
         return ResolvedKey(backend.api_key, f"inline backends.{backend.name}.api_key")
-    if backend.api_key_env:
-        value = os.environ.get(backend.api_key_env)
-        return ResolvedKey(value, f"env {backend.api_key_env}") if value else None
+    if backend.api_key_env and os.environ.get(backend.api_key_env):
+        return ResolvedKey(os.environ[backend.api_key_env], f"env {backend.api_key_env}")
     stored = _keyring_get(f"backend:{backend.name}")
     return ResolvedKey(stored, f"keyring (user 'backend:{backend.name}')") if stored else None
 

@@ -169,10 +169,13 @@ class Observer:
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-    def close(self) -> None:
+    def end_subscriptions(self) -> None:
         for sub in list(self.subscribers):
             _wake_with_end(sub)
         self.subscribers.clear()
+
+    def close(self) -> None:
+        self.end_subscriptions()
         self.file.close()
 
 

@@ -82,27 +82,34 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
             raise invalid_value(f"messages[{index}]", f"messages[{index}] must be an object")
         if not isinstance(message.get("role"), str):
             raise invalid_value(f"messages[{index}].role", f"messages[{index}].role is required")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise invalid_value("stream", "'stream' must be true or false")
-    options = body.get("stream_options")
-    include_usage = False
-    if options is not None:
-        if not isinstance(options, dict):
-            raise invalid_value("stream_options", "'stream_options' must be an object")
-        flag = options.get("include_usage", False)
-        if not isinstance(flag, bool):
-            raise invalid_value(
-                "stream_options.include_usage", "'stream_options.include_usage' must be a bool"
-            )
-        include_usage = flag
+    stream, include_usage = stream_flags(body)
     validate_reasoning_fields(body)
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise invalid_value("n", "'n' must be a positive integer")
     return ChatRequest(body, model, stream, include_usage, len(messages))
+
+
+def stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(`stream`, `stream_options.include_usage`), validated; null means absent."""
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise invalid_value("stream", "'stream' must be true or false")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not isinstance(options, dict):
+        raise invalid_value("stream_options", "'stream_options' must be an object")
+    flag = options.get("include_usage")
+    if flag is None:
+        flag = False
+    if not isinstance(flag, bool):
+        raise invalid_value(
+            "stream_options.include_usage", "'stream_options.include_usage' must be true or false"
+        )
+    return stream, flag
 
 
 def validate_reasoning_fields(body: dict[str, Any]) -> None:

@@ -85,12 +85,15 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     request[RECORD] = record
     try:
         response = await handler(request)
-    except asyncio.CancelledError:
-        record.emit("client.disconnected", after_ms=record.elapsed_ms())
-        record.fail(499, "client_disconnected", "the client closed the connection")
+    except (asyncio.CancelledError, ConnectionResetError):
+        if not record.finished:
+            record.emit("client.disconnected", after_ms=record.elapsed_ms())
+            record.fail(499, "client_disconnected", "the client closed the connection")
         raise
     if not record.finished:
-        if response.status >= 400:
+        if response.status >= 500:
+            record.fail(response.status, "http_error", response.reason or "")
+        elif response.status >= 400:
             record.reject(response.status, "http_error", response.reason or "")
         else:
             record.complete(response.status)
@@ -218,6 +221,11 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
             response.headers.setdefault(name, value)
 
 
+async def _end_live_streams(app: web.Application) -> None:
+    """Live observer subscribers would otherwise hold shutdown for the whole grace period."""
+    app[OBSERVER].end_subscriptions()
+
+
 def create_app(
     config: Config,
     credentials: Credentials,
@@ -246,6 +254,7 @@ def create_app(
     )
     app[CATALOG] = Catalog(config)
     app.on_response_prepare.append(_on_prepare)
+    app.on_shutdown.append(_end_live_streams)
     app.cleanup_ctx.append(_resources(console, discover))
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", list_models)

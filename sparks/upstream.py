@@ -338,6 +338,9 @@ def exhausted_error(attempts: list[Attempt]) -> SparksError:
     last = tried[-1]
     if last.kind == "status" and last.status is not None and last.status < 500:
         return passthrough_error(last, attempts)
+    reached = [a for a in tried if a.kind != "connect"]
+    if reached:  # the last entry that answered (or timed out) decides 502 vs 504
+        last = reached[-1]
     if last.kind == "connect":
         exc = SparksError(503, "upstream_unavailable", last.error or "upstream unreachable")
     elif last.kind == "timeout":
