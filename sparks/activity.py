@@ -44,6 +44,8 @@ NEEDED_EVENTS = {
     "backend": _BASE_EVENTS | {b"upstream.attempt"},
 }
 EVENT_NEEDLE = b'"event":"'
+REQUEST_ID_NEEDLE = b'"request_id":"'
+BACKEND_NEEDLE = b'"backend":"'
 NO_KEY = "-"
 _decode = json.JSONDecoder().decode
 
@@ -124,6 +126,20 @@ class ActivityReport:
         }
 
 
+def quick_string(line: bytes, needle: bytes) -> str | None:
+    """A string field's value straight from the bytes, or None when not certain (absent, null,
+    escaped, or the key present twice)."""
+    start = line.find(needle)
+    if start < 0:
+        return None
+    start += len(needle)
+    end = line.find(b'"', start)
+    value = line[start:end]
+    if end < 0 or b"\\" in value or line.find(needle, end) >= 0:
+        return None
+    return value.decode()
+
+
 def summarize(
     lines: Iterable[bytes], by: str = "model", since: str | None = None
 ) -> ActivityReport:
@@ -137,12 +153,17 @@ def summarize(
     for line in lines:
         # the event name straight from the bytes, when exactly one `"event":"` key is present
         start = line.find(EVENT_NEEDLE) + len(EVENT_NEEDLE)
-        if (
-            start >= len(EVENT_NEEDLE)
-            and line.find(EVENT_NEEDLE, start) < 0
-            and line[start : line.find(b'"', start)] not in needed
-        ):
-            continue
+        if start >= len(EVENT_NEEDLE) and line.find(EVENT_NEEDLE, start) < 0:
+            name = line[start : line.find(b'"', start)]
+            if name not in needed:
+                continue
+            if name == b"upstream.attempt":  # the most frequent line; two strings are enough
+                rid = quick_string(line, REQUEST_ID_NEEDLE)
+                backend = quick_string(line, BACKEND_NEEDLE)
+                if rid is not None and backend is not None:
+                    if rid in open_requests:
+                        open_requests[rid] = backend
+                    continue
         checked = False
         if since_bytes is not None:
             ts = line_ts(line)

@@ -7,13 +7,13 @@ ordered pattern rules at the end of `resolve`.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from .config import BackendConfig, Config
 from .errors import SparksError, model_not_found
+from .security import is_loopback_host
 
 LOCAL_SUFFIX = ":local"
 CLASSIFY_ID = "sparks"
@@ -55,13 +55,7 @@ class Route:
 
 
 def is_loopback_url(base_url: str) -> bool:
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host((urlsplit(base_url).hostname or "").lower())
 
 
 class RouteTable:

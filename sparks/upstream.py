@@ -143,29 +143,13 @@ class Upstreams:
                     target, kind="skipped", error=f"skipped: cooling down ({left}s left)"
                 )
                 attempts.append(skipped)
-                record.emit(
-                    "upstream.attempt",
-                    backend=target.backend,
-                    upstream_model=target.upstream_model,
-                    attempt=number,
-                    status=None,
-                    latency_ms=0.0,
-                    error=skipped.error,
-                )
+                _emit_attempt(record, skipped, number)
                 continue
             attempt, served = await self._attempt(
                 target, path, make_body(target), stream, content_type, raw
             )
             attempts.append(attempt)
-            record.emit(
-                "upstream.attempt",
-                backend=target.backend,
-                upstream_model=target.upstream_model,
-                attempt=number,
-                status=attempt.status,
-                latency_ms=attempt.latency_ms,
-                error=attempt.error,
-            )
+            _emit_attempt(record, attempt, number)
             self._note_health(target, attempt)
             if served is not None:
                 served.attempts = attempts
@@ -262,6 +246,18 @@ class Upstreams:
         if attempt.kind in ("connect", "timeout"):
             cooldown = self.backends[target.backend or ""].cooldown_s
             health.cooldown_until = time.monotonic() + cooldown
+
+
+def _emit_attempt(record: RequestRecord, attempt: Attempt, number: int) -> None:
+    record.emit(
+        "upstream.attempt",
+        backend=attempt.target.backend,
+        upstream_model=attempt.target.upstream_model,
+        attempt=number,
+        status=attempt.status,
+        latency_ms=attempt.latency_ms,
+        error=attempt.error,
+    )
 
 
 class _Invalid(Exception):
