@@ -150,3 +150,35 @@ async def test_slow_body_upload_is_408_request_timeout(
     ]
     assert rejected[-1]["code"] == "request_timeout"
     _ = socket
+
+
+async def test_a_stream_reader_that_stops_reading_is_cut_off(
+    sparks_client: Any, upstream: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that never reads cannot pin the handler (and its buffers) beyond the timeout."""
+    monkeypatch.setattr("sparks.relay.CLIENT_WRITE_TIMEOUT_S", 0.5)
+    client = await start(sparks_client, upstream, tmp_path)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", client.port))
+    body = (
+        b'{"model": "up/fake-model", "stream": true, "messages": [{"role": "user", '
+        b'"content": "x"}], "fake": {"chunks": 20000, "reply": "'
+        + b"abcdefghijklmnopqrstuvwxyz0123456789 " * 20000
+        + b'"}}'
+    )
+    raw.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    failed: list[dict[str, Any]] = []
+    async with asyncio.timeout(40):
+        while not failed:
+            await asyncio.sleep(0.1)
+            failed = [
+                e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.failed"
+            ]
+    assert "client stopped reading" in failed[0]["error"]
+    raw.close()
