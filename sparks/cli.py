@@ -125,6 +125,8 @@ def serve(config_path: str | None, bind: str | None, log_level: str, allow_nonlo
             click.echo(f"  clients: {', '.join(c.principal for c in clients)}")
         click.echo(f"  models:  {', '.join(models)}")
         click.echo(f"  events:  {running_app[OBSERVER].path}")
+        for name, error in running_app[CATALOG].discovery_errors.items():
+            click.echo(f"  warning: backend {name} did not list its models ({error})")
         for problem in running_app[CATALOG].table.problems:
             click.echo(f"  warning: {problem}")
         sys.stdout.flush()

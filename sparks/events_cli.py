@@ -71,7 +71,7 @@ def _clock(record: dict[str, Any]) -> str:
     return ts.replace("T", " ", 1) if ts else "?"
 
 
-def _outcome_line(record: dict[str, Any]) -> str:
+def _outcome_line(record: dict[str, Any], requested_model: Any = None) -> str:
     event = record.get("event")
     status = record.get("status")
     if event == "request.completed":
@@ -83,9 +83,9 @@ def _outcome_line(record: dict[str, Any]) -> str:
             parts.append(
                 f"tokens {usage.get('prompt_tokens', 0)} in / {usage.get('completion_tokens', 0)} out"
             )
-        if isinstance(record.get("cost"), int | float):
+        if isinstance(record.get("cost"), int | float) and record["cost"] > 0:
             parts.append(format_cost(record["cost"]))
-        if record.get("served_model"):
+        if record.get("served_model") and record["served_model"] != requested_model:
             parts.append(f"served {record['served_model']}")
         if record.get("fallback_from"):
             parts.append(f"(fallback from {record['fallback_from']})")
@@ -96,8 +96,9 @@ def _outcome_line(record: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def detail_line(record: dict[str, Any]) -> tuple[str, str, str | None]:
-    """(label, text, color) for one event inside a request's story."""
+def detail_line(record: dict[str, Any], requested_model: Any = None) -> tuple[str, str, str | None]:
+    """(label, text, color) for one event inside a request's story; the outcome names the
+    served model only when it differs from the one asked for."""
     event = str(record.get("event", ""))
     if event == "route.resolved":
         text = f"{record.get('kind') or '?'} → {record.get('target') or '-'}"
@@ -125,7 +126,7 @@ def detail_line(record: dict[str, Any]) -> tuple[str, str, str | None]:
         return f"step {record.get('step', '?')}", text, None if record.get("ok") else "red"
     if event in TERMINAL_EVENTS:
         label = event.split(".", 1)[1]
-        return label, _outcome_line(record), _OUTCOME_COLORS.get(event, "yellow")
+        return label, _outcome_line(record, requested_model), _OUTCOME_COLORS.get(event, "yellow")
     if event == "client.disconnected":
         return "disconnected", f"after {_ms(record.get('after_ms'))}", "yellow"
     return event, _fields_text(record), None
@@ -187,7 +188,7 @@ class StoryPrinter:
         if rid in self.live:
             if self.last_rid != rid:
                 self.echo(header_line([self.live[rid]], continued=True))
-            self._detail(record)
+            self._detail(record, self.live[rid].get("model"))
             self.last_rid = rid
             if terminal:
                 del self.live[rid]
@@ -215,13 +216,16 @@ class StoryPrinter:
         records = self.held.pop(rid)
         self.held_at.pop(rid, None)
         self.echo(header_line(records))
+        requested = next(
+            (r.get("model") for r in records if r.get("event") == "request.received"), None
+        )
         for record in records:
             if record.get("event") != "request.received":
-                self._detail(record)
+                self._detail(record, requested)
         self.last_rid = rid
 
-    def _detail(self, record: dict[str, Any]) -> None:
-        label, text, color = detail_line(record)
+    def _detail(self, record: dict[str, Any], requested_model: Any = None) -> None:
+        label, text, color = detail_line(record, requested_model)
         padded = label.ljust(LABEL_WIDTH - 1) + " "
         self.echo(f"  {click.style(padded, fg=color) if color else padded}{text}")
 

@@ -256,6 +256,12 @@ def test_follow_keeps_up_across_rotation_without_loss_or_repeats(
     assert (tmp_path / "events.jsonl.1").exists()
     assert follower.take(len(sent)) == sent
     assert follower.idle()
+    writer = RotatingFile(path, max_bytes=400, backups=3)
+    for name in ("x0", "x1", "x2", "x3", "x4", "x5", "x6"):  # one rotation, seen between polls
+        writer.write(event_line(name, NOW).encode())
+        assert follower.take(1) == [name]
+    writer.close()
+    assert follower.idle()
 
 
 def test_follow_with_since_replays_the_rotated_log_first(
