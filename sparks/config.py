@@ -285,6 +285,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         raise p.fail("openai_api.bind", f"{exc}; got {api.bind!r}") from None
     p.choice(api.unknown_model, UNKNOWN_MODEL_POLICIES, "openai_api.unknown_model")
     observer = p.dataclass_from(ObserverConfig, data.get("observer", {}), "observer")
+    if observer.path and path is not None and not Path(observer.path).expanduser().is_absolute():
+        # relative to the config file, so `serve` and `events` agree from any directory
+        observer = dataclasses.replace(observer, path=str(path.parent / observer.path))
     backends = _parse_backends(p, data.get("backends", {}))
     classifier = p.dataclass_from(ClassifierConfig, data.get("classifier", {}), "classifier")
     defaults = p.dataclass_from(GhostDefaults, data.get("ghost_defaults", {}), "ghost_defaults")

@@ -139,6 +139,8 @@ def sandbox_summary(mode: str) -> tuple[str, bool]:
         effective = sandbox_in_effect(mode)
     except SandboxUnavailable as exc:
         return f"{mode} unavailable: {exc}", False
+    if effective == "none" and mode == "none":
+        return "none (configured; shell runs unjailed with a scrubbed env)", True
     if effective == "none":
         return "none (bubblewrap not usable; shell runs unjailed with a scrubbed env)", True
     return "bwrap (read-only system, no network)", True

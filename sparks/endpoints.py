@@ -8,6 +8,7 @@ fallback attempt can stream it again.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -110,29 +111,27 @@ async def speech(request: web.Request) -> web.StreamResponse:
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
-    """POST /v1/audio/transcriptions: multipart with a `model` field and a `file`."""
+    """POST /v1/audio/transcriptions: multipart with a `model` field and one `file`."""
     record = request[RECORD]
     if not request.content_type.startswith("multipart/"):
         raise invalid_value("file", "send multipart/form-data with 'file' and 'model' fields")
     fields: list[tuple[str, str]] = []
-    upload: tuple[str, str, Path] | None = None
+    upload: _Upload | None = None
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
-                continue
-            if part.filename is not None:
-                spool = tempfile.NamedTemporaryFile(prefix="sparks-upload-", delete=False)
-                with spool:
-                    while chunk := await part.read_chunk(COPY_CHUNK):
-                        spool.write(chunk)
-                upload = (part.name, part.filename, Path(spool.name))
-                content_type = part.headers.get("Content-Type", "application/octet-stream")
-            else:
-                fields.append((part.name, (await part.read()).decode("utf-8", "replace")))
-    except ValueError as exc:
-        raise invalid_value("file", f"malformed multipart body: {exc}") from None
-    try:
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
+                    continue
+                if part.filename is None:
+                    fields.append((part.name, (await part.read()).decode("utf-8", "replace")))
+                    continue
+                if upload is not None:
+                    raise invalid_value(part.name, "send exactly one file part")
+                upload = _Upload(part.name, part.filename, part.headers.get("Content-Type"))
+                await upload.spool(part)
+        except ValueError as exc:
+            raise invalid_value("file", f"malformed multipart body: {exc}") from None
         model = next((v for k, v in fields if k == "model"), None)
         if not model:
             raise missing_field("model")
@@ -142,7 +141,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         route = request.app[CATALOG].table.resolve(model)
         chain = _backend_chain(route)
         _emit_route(request, route, chain)
-        name, filename, spool_path = upload
+        sent = upload
 
         def make_form(target: Target) -> aiohttp.FormData:
             """A fresh form per attempt; aiohttp streams the file from disk and closes it."""
@@ -150,7 +149,10 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
             for key, value in fields:
                 form.add_field(key, target.upstream_model if key == "model" else value)
             form.add_field(
-                name, spool_path.open("rb"), filename=filename, content_type=content_type
+                sent.field,
+                sent.path.open("rb"),
+                filename=sent.filename,
+                content_type=sent.content_type,
             )
             return form
 
@@ -161,7 +163,27 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         return await _raw_answer(request, served, record)
     finally:
         if upload is not None:
-            upload[2].unlink(missing_ok=True)
+            upload.discard()
+
+
+class _Upload:
+    """One uploaded file spooled to a private temp file, removed whatever happens."""
+
+    def __init__(self, field: str, filename: str, content_type: str | None) -> None:
+        self.field = field
+        self.filename = filename
+        self.content_type = content_type or "application/octet-stream"
+        handle, name = tempfile.mkstemp(prefix="sparks-upload-")
+        os.close(handle)
+        self.path = Path(name)
+
+    async def spool(self, part: aiohttp.BodyPartReader) -> None:
+        with self.path.open("wb") as out:
+            while chunk := await part.read_chunk(COPY_CHUNK):
+                out.write(chunk)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 async def _raw_answer(request: web.Request, served: Any, record: Any) -> web.StreamResponse:

@@ -1,4 +1,4 @@
-"""Reading the observer log (SPEC §8) back: rotated files in order, filters, and `--follow`.
+"""Reading the observer log (SPEC §8) back: rotated files in order, filters, `--follow`.
 
 The writer (`observer.RotatingFile`) appends whole lines with one `os.write` and rotates by
 renaming `events.jsonl` → `.1` → … → `.N`, so readers go oldest first (`.N` … `.1`, then the

@@ -19,7 +19,15 @@ from typing import Any
 
 import click
 
-from .event_log import EventFilter, LogLine, follow_events, format_ts, log_files, parse_since
+from .event_log import (
+    EventFilter,
+    LogLine,
+    follow_events,
+    format_ts,
+    log_files,
+    parse_since,
+    read_events,
+)
 
 TERMINAL_EVENTS = frozenset({"request.completed", "request.failed", "request.rejected"})
 FOLLOW_HOLD_S = 1.5
@@ -41,7 +49,7 @@ def config_log_path(config_path: str | None) -> Path:
 
 
 def since_ts(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """click callback: `--since` → the canonical ts string it stands for (bad value → exit 2)."""
+    """click callback: `--since` → the canonical ts it stands for (a bad value exits 2)."""
     if value is None:
         return None
     try:
@@ -80,9 +88,8 @@ def _outcome_line(record: dict[str, Any], requested_model: Any = None) -> str:
             parts.append(f"ttft {_ms(record['ttft_ms'])}")
         usage = record.get("usage") or {}
         if isinstance(usage, dict) and usage:
-            parts.append(
-                f"tokens {usage.get('prompt_tokens', 0)} in / {usage.get('completion_tokens', 0)} out"
-            )
+            tokens_in, tokens_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+            parts.append(f"tokens {tokens_in} in / {tokens_out} out")
         if isinstance(record.get("cost"), int | float) and record["cost"] > 0:
             parts.append(format_cost(record["cost"]))
         if record.get("served_model") and record["served_model"] != requested_model:
@@ -249,7 +256,7 @@ def show_events(
 ) -> None:
     """Print the log (and, with `follow`, what comes next until `stop` or Ctrl-C)."""
     printer = StoryPrinter(echo, FOLLOW_HOLD_S if follow else None)
-    raw = write_raw or _stdout_writer()
+    raw = write_raw or (_stdout_writer() if as_json else None)
     events: Iterable[LogLine]
     if follow:
         events = follow_events(
@@ -261,12 +268,10 @@ def show_events(
             on_idle=None if as_json else printer.flush_stale,
         )
     else:
-        from .event_log import read_events
-
         events = read_events(path, event_filter)
     try:
         for line, record in events:
-            if as_json:
+            if raw is not None:
                 raw(line)
             else:
                 printer.feed(record)
@@ -288,7 +293,12 @@ def _stdout_writer() -> Callable[[bytes], None]:
 
 @click.command("events")
 @click.option("--config", "config_path", metavar="PATH", help="config.toml to use.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing events as they are written.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing events as they are written (new ones only, unless --since is given).",
+)
 @click.option(
     "--since", callback=since_ts, metavar="WHEN", help="Only events since 10m, 2h, 1d or a time."
 )

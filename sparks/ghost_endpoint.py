@@ -54,6 +54,14 @@ class ClientSink(LoopSink):
         self.cid = "chatcmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
         self.content_parts: list[str] = []
+        self.tools_ms = 0.0
+
+    def timing(self) -> dict[str, str]:
+        """Server-Timing so far: Sparks' own time, model calls, and local tool calls."""
+        upstream = self.record.upstream_ms
+        own = max(0.0, self.record.elapsed_ms() - upstream - self.tools_ms)
+        value = f"sparks;dur={own:.2f}, upstream;dur={upstream:.2f}, tools;dur={self.tools_ms:.2f}"
+        return {"Server-Timing": value}
 
     async def _send(self, delta: dict[str, Any], finish: str | None = None) -> None:
         if self.response is None:
@@ -62,6 +70,7 @@ class ClientSink(LoopSink):
                     "Content-Type": "text/event-stream",
                     "Cache-Control": "no-cache",
                     **self.headers,
+                    **self.timing(),
                 }
             )
             await self.response.prepare(self.request)
@@ -87,6 +96,7 @@ class ClientSink(LoopSink):
             await self._send({"content": text})
 
     def step(self, step: int, tool: str, summary: str, ok: bool, duration_ms: float) -> None:
+        self.tools_ms += duration_ms
         self.record.emit(
             "ghost.step",
             ghost=self.spec.name,
@@ -206,6 +216,7 @@ class GhostRunner:
             sandbox=spec.sandbox,
             log_content=request.app[OBSERVER].log_content,
             timeout_s=TOOL_TIMEOUT_S,
+            allowed_tools=frozenset(spec.tools),
         )
         messages = [
             {
@@ -258,7 +269,7 @@ class GhostRunner:
             sink.cid, spec.sparks_id, message, result.finish_reason, result.usage
         )
         record.complete(200, content=message)
-        return web.json_response(payload, headers=sink.headers)
+        return web.json_response(payload, headers={**sink.headers, **sink.timing()})
 
     async def _model_turn(
         self,
@@ -282,6 +293,7 @@ class GhostRunner:
                 served = await self.upstreams.open_chain(
                     chain, "/chat/completions", make_body, record, stream=stream
                 )
+                record.upstream_ms += served.upstream_ms
                 if not stream:
                     turn = turn_from_message(served.payload)
                 else:

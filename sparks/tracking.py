@@ -112,12 +112,15 @@ class RequestRecord:
             return
         self.received()
         self.finished = True
-        self.emit(
-            event,
-            status=status,
-            code=code,
-            error=error,
-            latency_ms=self.elapsed_ms(),
-            served_model=self.served_model,
-            fallback_from=self.fallback_from,
-        )
+        fields: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "error": error,
+            "latency_ms": self.elapsed_ms(),
+            "served_model": self.served_model,
+            "fallback_from": self.fallback_from,
+        }
+        if self.usage is not None or self.cost is not None or self.ttft_ms is not None:
+            # a stream that broke after tokens were spent still accounts for them
+            fields.update(usage=self.usage, cost=self.cost, ttft_ms=self.ttft_ms)
+        self.emit(event, **fields)

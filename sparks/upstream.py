@@ -153,6 +153,7 @@ class Upstreams:
             self._note_health(target, attempt)
             if served is not None:
                 served.attempts = attempts
+                served.upstream_ms = round(sum(a.latency_ms for a in attempts), 2)
                 return served
             if attempt.kind == "status" and not _retryable(attempt.status):
                 raise passthrough_error(attempt, attempts)

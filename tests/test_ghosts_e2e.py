@@ -520,3 +520,31 @@ async def test_shell_runs_inside_bwrap_when_available(
     )
     assert not outside.exists()  # the jail's filesystem is read-only outside the workspace
     assert (workspace / "inside.txt").read_text() == "ok\n"
+
+
+async def test_a_ghost_cannot_run_a_tool_it_was_not_given(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    """`tools` is enforced when a call runs, not only in what the model is offered."""
+    config = make_config(
+        tmp_path,
+        {"up": upstream_url(upstream)},
+        ghost_defaults={"model": "up/fake-model", "sandbox": "none"},
+        ghosts=[{"name": "reader", "tools": ["read_file"], "workspace": str(workspace)}],
+    )
+    client = await sparks_client(config)
+    script(
+        upstream,
+        fake,
+        [{"tool_calls": [call("shell", command="touch pwned")]}, {"reply": "{last_tool_result}"}],
+    )
+    resp = await client.post(
+        CHAT,
+        json={"model": "sparks/reader", "messages": [{"role": "user", "content": "x"}]},
+        headers=AUTH,
+    )
+    body = await resp.json()
+    assert "not one of this ghost's tools" in body["choices"][0]["message"]["content"]
+    assert not (workspace / "pwned").exists()
+    timing = resp.headers["Server-Timing"]
+    assert timing.startswith("sparks;dur=") and "upstream;dur=" in timing and "tools;dur=" in timing

@@ -17,7 +17,7 @@ from .definitions import GhostSpec
 
 WORD = re.compile(r"[a-z][a-z0-9_]+")
 STOPWORDS = frozenset(
-    "the and for with you your are this that from into what does have has can our its".split()
+    "the and for with you your are this that from into does have has can our its".split()
 )
 CHANGE_WORDS = frozenset(
     "fix implement refactor add change write edit create rename remove delete update "

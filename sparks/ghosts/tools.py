@@ -52,6 +52,7 @@ class ToolContext:
     log_content: bool = False  # read by args_summary's caller, never changes what tools do
     timeout_s: float = 30.0  # per call
     max_output_bytes: int = 32_000
+    allowed_tools: frozenset[str] | None = None  # the ghost's `tools`; None = every tool
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,8 @@ async def run_tool(ctx: ToolContext, name: str, arguments_json: str) -> ToolResu
         return _failure("error", f"unknown tool {name!r}; available: {', '.join(TOOL_NAMES)}")
     if ctx.read_only and name in WRITE_TOOLS:
         return _failure("refused", f"{name} is not available to a read-only ghost")
+    if ctx.allowed_tools is not None and name not in ctx.allowed_tools:
+        return _failure("refused", f"{name} is not one of this ghost's tools")
     try:
         args = json.loads(arguments_json) if arguments_json and arguments_json.strip() else {}
     except (json.JSONDecodeError, TypeError) as exc:
