@@ -336,8 +336,10 @@ def exhausted_error(attempts: list[Attempt]) -> SparksError:
     if last.kind == "status" and last.status is not None and last.status < 500:
         return passthrough_error(last, attempts)
     reached = [a for a in tried if a.kind != "connect"]
-    if reached:  # the last entry that answered (or timed out) decides 502 vs 504
+    if reached:  # the last entry that answered (or timed out) decides 4xx / 502 / 504
         last = reached[-1]
+        if last.kind == "status" and last.status is not None and last.status < 500:
+            return passthrough_error(last, attempts)
     if last.kind == "connect":
         exc = SparksError(503, "upstream_unavailable", last.error or "upstream unreachable")
     elif last.kind == "timeout":
