@@ -52,8 +52,12 @@ class Connection:
 
     base_url: str
     models: tuple[ClientModel, ...]
-    key_command: str  # e.g. `sparks key show --config cfg.toml`
+    config_args: str = ""  # e.g. " --config cfg.toml", repeated in the commands we suggest
     key: str | None = None  # the literal key, only with --show-key
+
+    @property
+    def key_command(self) -> str:
+        return "sparks key show" + self.config_args
 
     @property
     def agent_models(self) -> list[ClientModel]:
@@ -251,7 +255,7 @@ def render_cursor(conn: Connection) -> tuple[str, str]:
 
 def render_env(conn: Connection) -> tuple[str, str]:
     lines = [
-        '# For scripts and the openai SDKs: eval "$(sparks connect env)"',
+        f'# For scripts and the openai SDKs: eval "$(sparks connect env{conn.config_args})"',
         f"export OPENAI_BASE_URL={shlex.quote(conn.base_url)}",
         f"export OPENAI_API_BASE={shlex.quote(conn.base_url)}  # older clients, litellm",
         _export("OPENAI_API_KEY", conn),
@@ -320,9 +324,7 @@ def connect(tool: str, config_path: str | None, show_key: bool, base_url: str | 
 
     config = load_or_exit(config_path)
     entries, problems = asyncio.run(_model_entries(config))
-    key_command = "sparks key show" + (
-        f" --config {shlex.quote(config_path)}" if config_path else ""
-    )
+    config_args = f" --config {shlex.quote(config_path)}" if config_path else ""
     key = None
     if show_key:
         try:
@@ -337,7 +339,7 @@ def connect(tool: str, config_path: str | None, show_key: bool, base_url: str | 
     conn = Connection(
         base_url=(base_url or base_url_for(config)).rstrip("/"),
         models=client_models(entries),
-        key_command=key_command,
+        config_args=config_args,
         key=key,
     )
     text, hints = RENDERERS[tool.lower()](conn)
