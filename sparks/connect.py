@@ -354,3 +354,5 @@ def connect(tool: str, config_path: str | None, show_key: bool, base_url: str | 
         )
     if hints:
         click.echo(hints, err=True)
+    if show_key:
+        click.echo("note: this output contains your key; keep it out of git and chats", err=True)
