@@ -302,8 +302,10 @@ def doctor(config_path: str | None, as_json: bool) -> None:
 
 from .activity_cli import activity  # noqa: E402
 from .cli_keys import key  # noqa: E402
+from .connect import connect  # noqa: E402
 from .events_cli import events  # noqa: E402
 
 main.add_command(key)
+main.add_command(connect)
 main.add_command(events)
 main.add_command(activity)

@@ -304,7 +304,11 @@ async def _model_entries(config: Config) -> tuple[list[dict[str, Any]], list[str
     catalog = Catalog(config)
     async with Upstreams.new_session() as session:
         await catalog.refresh(Upstreams(config.backends, session))
-    return catalog.entries(), list(catalog.table.problems)
+    unreachable = [
+        f"backend {name}: {error} (its models are missing above)"
+        for name, error in catalog.discovery_errors.items()
+    ]
+    return catalog.entries(), [*catalog.table.problems, *unreachable]
 
 
 @click.command("connect")

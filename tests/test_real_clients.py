@@ -1,0 +1,305 @@
+"""Real clients against a live `sparks serve` subprocess on the fake upstream subprocess.
+
+The official `openai` npm and Python SDKs, then real coding tools run headless (OpenCode, Aider)
+with the configuration `sparks connect` prints. `tests/clients/install.sh` installs the tools;
+a test whose tool is missing skips and says how to install it. The tools get an outgoing proxy
+on a closed loopback port, so a run passes only if it needs nothing but Sparks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from click.testing import CliRunner
+
+from sparks.connect import connect
+
+from .conftest import ROOT, free_port, read_events
+from .test_serve_subprocess import child_env, read_line_with, stop
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-real-clients-key-0123456789abcdef0123"
+NODE_DIR = ROOT / "tests" / "clients" / "node"
+# Read at import: conftest's autouse fixture clears SPARKS_* variables for each test.
+TOOLS_DIR = Path(
+    os.environ.get("SPARKS_TEST_TOOLS") or Path.home() / ".cache" / "sparks-test-tools"
+)
+INSTALL_HINT = "run `bash tests/clients/install.sh`"
+TOOL_TIMEOUT_S = 90
+# One upstream model per tool, so each tool's requests are told apart in the event log.
+UPSTREAM_MODELS = "fake-model,fake-opencode,fake-aider"
+REPLY = "Hello from the fake upstream, relayed by Sparks."
+AIDER_FLAGS = (
+    "--no-git",
+    "--yes-always",
+    "--no-check-update",
+    "--analytics-disable",
+    "--no-pretty",
+    "--no-stream",
+    "--no-show-release-notes",
+)
+OFFLINE = {
+    name: "http://127.0.0.1:9"  # discard port, nothing listens: any outside fetch fails fast
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
+} | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    upstream: str  # the fake upstream's /v1 URL
+    config: Path
+    events: Path
+
+    def script(self, model: str, turns: list[dict[str, Any]]) -> None:
+        """Queue fake-upstream answers for `model` (see scripts/fake_upstream.py)."""
+        body = json.dumps({"model": model, "turns": turns}).encode()
+        url = self.upstream.removesuffix("/v1") + "/_fake/script"
+        request = urllib.request.Request(url, body, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    def clear_script(self) -> None:
+        url = self.upstream.removesuffix("/v1") + "/_fake/script"
+        request = urllib.request.Request(url, method="DELETE")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def completed_user_agents(self, model: str, timeout: float = 5.0) -> list[str]:
+        """User agents of the requests for `model` that ended in request.completed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = read_events(self.events)
+            agents = {
+                e["request_id"]: e.get("user_agent") or ""
+                for e in events
+                if e["event"] == "request.received" and e.get("model") == model
+            }
+            done = [
+                agents[e["request_id"]]
+                for e in events
+                if e["event"] == "request.completed" and e.get("request_id") in agents
+            ]
+            if done or time.monotonic() > deadline:
+                return done
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The fake upstream and `sparks serve`, both real subprocesses, shared by this module."""
+    home = tmp_path_factory.mktemp("stack")
+    fake_script = str(ROOT / "scripts" / "fake_upstream.py")
+    fake = subprocess.Popen(
+        [sys.executable, fake_script, "--port", "0", "--models", UPSTREAM_MODELS],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(home),
+    )
+    serve = None
+    try:
+        upstream = read_line_with(fake, "listening on")[-1].rsplit(" ", 1)[-1].strip()
+        port = free_port()
+        config = home / "config.toml"
+        events = home / "events.jsonl"
+        config.write_text(
+            f'[openai_api]\nbind = "127.0.0.1:{port}"\n'
+            f'[observer]\npath = "{events}"\nconsole = false\n'
+            f'[backends.up]\nbase_url = "{upstream}"\n'
+            '[backends.up.model_info."fake-opencode"]\ncontext_length = 32768\n'
+            '[backends.up.model_info."fake-aider"]\ncontext_length = 16384\n'
+        )
+        with open(home / "serve.stderr", "w") as stderr:  # a file: a full pipe would stall it
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "sparks", "serve", "--config", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                cwd=ROOT,
+                env=child_env(home, SPARKS_OPENAI_API_KEY=KEY),
+            )
+        read_line_with(serve, "events:")
+        yield Stack(f"http://127.0.0.1:{port}/v1", upstream, config, events)
+    finally:
+        if serve is not None:
+            stop(serve)
+        stop(fake)
+
+
+def connect_output(stack: Stack, tool: str) -> str:
+    result = CliRunner().invoke(connect, [tool, "--config", str(stack.config)])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def tool_env(home: Path, **extra: str) -> dict[str, str]:
+    """A clean home for the tool (no user config leaks in) and no way out but to Sparks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARKS_", "OPENCODE_"))}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        **OFFLINE,
+    )
+    env.update(extra)
+    return env
+
+
+def find_tool(relative: str, name: str) -> str | None:
+    installed = TOOLS_DIR / relative
+    return str(installed) if installed.exists() else shutil.which(name)
+
+
+# --- the official SDKs ---------------------------------------------------------------------
+
+
+def test_node_openai_client_plain_and_streaming(stack: Stack) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    if not (NODE_DIR / "node_modules" / "openai").is_dir():
+        pytest.skip(f"tests/clients/node/node_modules is missing: {INSTALL_HINT}")
+    proc = subprocess.run(
+        [node, "chat.mjs", "up/fake-model", "hello from node"],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "OPENAI_BASE_URL": stack.base_url, "OPENAI_API_KEY": KEY},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert "up/fake-model" in result["models"] and "sparks/coder" in result["models"]
+    assert result["plain"]["content"] == "echo: hello from node"
+    assert result["plain"]["finish_reason"] == "stop"
+    assert result["plain"]["request_id"].startswith("req_")
+    assert result["stream"]["content"] == "echo: hello from node"
+    assert result["stream"]["finish_reason"] == "stop" and result["stream"]["chunks"] > 2
+    assert result["stream"]["usage"]["total_tokens"] > 0
+    agents = stack.completed_user_agents("up/fake-model")
+    assert any(agent.startswith("OpenAI/JS") for agent in agents)
+
+
+def test_python_sdk_sync_streaming_with_usage(stack: Stack) -> None:
+    with openai.OpenAI(base_url=stack.base_url, api_key=KEY, max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="up/fake-model",
+                messages=[{"role": "user", "content": "sync stream"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: sync stream"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+async def test_python_sdk_async_streaming(stack: Stack) -> None:
+    async with openai.AsyncOpenAI(base_url=stack.base_url, api_key=KEY, max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="up/fake-model",
+            messages=[{"role": "user", "content": "async stream"}],
+            stream=True,
+        )
+        pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        plain = await client.chat.completions.create(
+            model="up/fake-model", messages=[{"role": "user", "content": "async plain"}]
+        )
+    assert "".join(pieces) == "echo: async stream"
+    assert plain.choices[0].message.content == "echo: async plain"
+
+
+# --- coding tools, headless ------------------------------------------------------------------
+
+
+def test_opencode_run_completes_through_sparks(stack: Stack, tmp_path: Path) -> None:
+    """`opencode run` with exactly the provider config `sparks connect opencode` prints."""
+    opencode = find_tool("opencode/node_modules/.bin/opencode", "opencode")
+    if opencode is None:
+        pytest.skip(f"opencode is not installed: {INSTALL_HINT}")
+    config = tmp_path / "opencode.json"
+    config.write_text(connect_output(stack, "opencode"))
+    assert "up/fake-opencode" in json.loads(config.read_text())["provider"]["sparks"]["models"]
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    stack.script("fake-opencode", [{"reply": REPLY}] * 4)  # the title request asks too
+    env = tool_env(
+        tmp_path / "home",
+        SPARKS_API_KEY=KEY,
+        OPENCODE_CONFIG=str(config),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
+        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
+        OPENCODE_DISABLE_SHARE="1",
+    )
+    try:
+        proc = subprocess.run(
+            [opencode, "run", "--model", "sparks/up/fake-opencode", "Say hello."],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_S,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert REPLY in proc.stdout
+    agents = stack.completed_user_agents("up/fake-opencode")
+    assert agents and all(agent.startswith("opencode/") for agent in agents)
+
+
+def test_aider_message_completes_through_sparks(stack: Stack, tmp_path: Path) -> None:
+    """`aider --message` with the env and model metadata `sparks connect aider` prints."""
+    aider = find_tool("aider/bin/aider", "aider")
+    if aider is None:
+        pytest.skip(f"aider is not installed: {INSTALL_HINT}")
+    snippet = connect_output(stack, "aider")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    metadata = re.search(r"<<'EOF'\n(.*?)\nEOF", snippet, re.S)
+    assert metadata is not None, snippet
+    (workspace / ".aider.model.metadata.json").write_text(metadata[1])
+    stack.script("fake-aider", [{"reply": REPLY}] * 2)
+    env = tool_env(
+        tmp_path / "home",
+        OPENAI_API_BASE=stack.base_url,
+        OPENAI_API_KEY=KEY,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    try:
+        proc = subprocess.run(
+            [aider, "--model", "openai/up/fake-aider", "--message", "Say hello.", *AIDER_FLAGS],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_S,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert REPLY in proc.stdout
+    assert "Unknown context window" not in proc.stdout  # it read the metadata snippet
+    assert len(stack.completed_user_agents("up/fake-aider")) == 1
