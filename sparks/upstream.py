@@ -20,6 +20,7 @@ from .routing import Target
 from .tracking import RequestRecord
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
+ERROR_BODY_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
@@ -185,7 +186,7 @@ class Upstreams:
             attempt.status = response.status
             if response.status >= 400:
                 attempt.kind = "status"
-                attempt.body = await response.content.read(64 * 1024)
+                attempt.body = await _read_capped(response, ERROR_BODY_BYTES, strict=False)
                 attempt.retry_after = response.headers.get("Retry-After")
                 attempt.error = f"HTTP {response.status}: {_error_text(attempt.body)}"
                 response.close()
@@ -195,9 +196,7 @@ class Upstreams:
                 _finish(attempt, start)
                 served.upstream_ms = attempt.latency_ms
                 return attempt, served
-            raw = await response.content.read(MAX_JSON_BYTES + 1)
-            if len(raw) > MAX_JSON_BYTES:
-                raise _Invalid(f"response body larger than {MAX_JSON_BYTES} bytes")
+            raw = await _read_capped(response, MAX_JSON_BYTES, strict=True)
             payload = _parse_payload(raw, response.headers.get("Content-Type", ""))
             response.release()
             _finish(attempt, start)
@@ -247,6 +246,24 @@ class Upstreams:
         if attempt.kind in ("connect", "timeout"):
             cooldown = self.backends[target.backend or ""].cooldown_s
             health.cooldown_until = time.monotonic() + cooldown
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int, strict: bool) -> bytes:
+    """The whole body up to `cap` bytes; past it, `strict` raises (answers), else truncates
+    (error texts). `content.read(n)` alone would stop at whatever has arrived so far."""
+    length = response.content_length
+    if strict and length is not None and length > cap:
+        raise _Invalid(f"response body of {length} bytes is larger than {cap}")
+    parts: list[bytes] = []
+    size = 0
+    async for data in response.content.iter_chunked(256 * 1024):
+        parts.append(data)
+        size += len(data)
+        if size > cap:
+            if strict:
+                raise _Invalid(f"response body larger than {cap} bytes")
+            break
+    return b"".join(parts)[:cap]
 
 
 def _emit_attempt(record: RequestRecord, attempt: Attempt, number: int) -> None:

@@ -182,3 +182,23 @@ async def test_a_stream_reader_that_stops_reading_is_cut_off(
             ]
     assert "client stopped reading" in failed[0]["error"]
     raw.close()
+
+
+@pytest.mark.parametrize("size", [200_000, 5_000_000])
+async def test_large_non_streaming_answers_arrive_whole(
+    sparks_client: Any, upstream: Any, tmp_path: Path, size: int
+) -> None:
+    """A body that arrives in many reads is read to its end, not cut at the first read."""
+    client = await start(sparks_client, upstream, tmp_path)
+    resp = await client.post(
+        CHAT,
+        json={
+            "model": "up/fake-model",
+            "messages": HELLO,
+            "fake": {"body": "huge", "huge_bytes": size},
+        },
+        headers=AUTH,
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert len(body["choices"][0]["message"]["content"]) >= size - 100
