@@ -41,6 +41,7 @@ class Catalog:
         self.discovery_errors: dict[str, str] = {}
         self.table = RouteTable(config, self.models)
         self.alias_usage: dict[str, AliasUsage] = {}
+        self._dialects: dict[tuple[str, str], str] = {}
 
     def note_use(self, route: Route, served: Target) -> None:
         """Remember alias usage for /v1/aliases (requests, last used, last served by)."""
@@ -111,11 +112,17 @@ class Catalog:
 
     def dialect(self, target: Target) -> str:
         """The thinking dialect for a backend target: model_info, else by backend kind."""
-        backend = self.config.backends[target.backend or ""]
-        info = backend.info_for(target.upstream_model or "")
-        if info.thinking != "auto":
-            return info.thinking
-        return default_dialect(backend.name, backend.base_url)
+        key = (target.backend or "", target.upstream_model or "")
+        found = self._dialects.get(key)
+        if found is None:
+            backend = self.config.backends[key[0]]
+            info = backend.info_for(key[1])
+            found = info.thinking
+            if found == "auto":
+                found = default_dialect(backend.name, backend.base_url)
+            if len(self._dialects) < 10_000:  # model ids come from clients: bound the cache
+                self._dialects[key] = found
+        return found
 
     def entries(self) -> list[dict[str, Any]]:
         ids = [CLASSIFY_ID, *(GHOST_PREFIX + g.name for g in self.config.ghosts)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -31,14 +32,18 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
+def _loopback_host_header(host_header: str) -> bool:
+    return is_loopback_host(host_name(host_header))
+
+
 def host_allowed(host_header: str | None, allowed_hosts: Iterable[str]) -> bool:
     """Loopback addresses, `localhost`, `*.localhost` (any port) and the configured host names."""
     if not host_header:
         return False
-    host = host_name(host_header)
-    if is_loopback_host(host):
+    if _loopback_host_header(host_header):  # cached: clients send the same Host every time
         return True
-    return host in {h.lower().rstrip(".") for h in allowed_hosts}
+    return host_name(host_header) in {h.lower().rstrip(".") for h in allowed_hosts}
 
 
 def origin_allowed(origin: str, allowed_origins: Iterable[str]) -> bool:
