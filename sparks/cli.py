@@ -52,6 +52,22 @@ def load_or_exit(config_path: str | None, detect: bool = True) -> Config:
     return config
 
 
+def run_event_loop(main_coroutine: Any) -> None:
+    """uvloop when installed (`pip install 'sparks[fast]'`; measured in docs/performance.md),
+    else asyncio's own loop. SPARKS_EVENT_LOOP=asyncio forces the latter."""
+    import os
+
+    if os.environ.get("SPARKS_EVENT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main_coroutine)
+            return
+    asyncio.run(main_coroutine)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sparks")
 def main() -> None:
@@ -132,7 +148,7 @@ def serve(config_path: str | None, bind: str | None, log_level: str, allow_nonlo
         sys.stdout.flush()
 
     try:
-        asyncio.run(
+        run_event_loop(
             serve_until_stopped(app, api.host, api.port, api.shutdown_grace_s, on_started=banner)
         )
     except OSError as exc:

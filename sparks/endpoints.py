@@ -7,7 +7,6 @@ fallback attempt can stream it again.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import jsonfast
 from .errors import SparksError, invalid_value, missing_field, model_not_found
 from .protocol import parse_json_object, read_body, require_model, stream_flags
 from .relay import json_answer, route_headers, stream_answer
@@ -76,7 +76,7 @@ def json_endpoint(path: str, streamable: bool = False) -> Callable[..., Any]:
                     **(body.get("stream_options") or {}),
                     "include_usage": True,
                 }
-            return json.dumps(out, separators=(",", ":")).encode()
+            return jsonfast.dumps(out)
 
         served = await request.app[UPSTREAMS].open_chain(
             chain, path, make_body, record, stream=stream
@@ -101,7 +101,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     _emit_route(request, route, chain)
 
     def make_body(target: Target) -> bytes:
-        return json.dumps({**body, "model": target.upstream_model}).encode()
+        return jsonfast.dumps({**body, "model": target.upstream_model})
 
     served = await request.app[UPSTREAMS].open_chain(
         chain, "/audio/speech", make_body, record, stream=False, raw=True

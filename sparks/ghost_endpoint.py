@@ -4,7 +4,6 @@ the client's JSON or SSE answer. The loop itself lives in `ghosts/` and speaks n
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import jsonfast
 from .catalog import Catalog
 from .config import Config
 from .errors import SparksError, error_body
@@ -286,7 +286,7 @@ class GhostRunner:
             if stream:
                 payload["stream"] = True
                 payload["stream_options"] = {"include_usage": True}
-            return json.dumps(payload, separators=(",", ":")).encode()
+            return jsonfast.dumps(payload)
 
         try:
             async with asyncio.timeout(timeout_s):
@@ -321,7 +321,7 @@ class GhostRunner:
         body = {"messages": messages, "max_tokens": 16, "temperature": 0}
 
         def make_body(target: Target) -> bytes:
-            return json.dumps({**body, "model": target.upstream_model}).encode()
+            return jsonfast.dumps({**body, "model": target.upstream_model})
 
         served = await self.upstreams.open_chain(
             chain, "/chat/completions", make_body, record, stream=False
@@ -357,7 +357,7 @@ async def turn_from_stream(served: Any, live: LoopSink) -> Turn:
             payload = line[5:].strip()
             if payload == b"[DONE]":
                 break
-            chunk = json.loads(payload)
+            chunk = jsonfast.loads(payload)
             normalizer.normalize_chunk(chunk)
             if chunk.get("usage"):
                 turn.usage = chunk["usage"]

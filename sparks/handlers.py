@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, jsonfast
 from .errors import SparksError
 from .keys import backend_key_status
 from .protocol import ChatRequest, parse_chat_request, parse_json_object, read_body
@@ -136,7 +135,7 @@ def upstream_chat_body(chat: ChatRequest, target: Target, dialect: str) -> bytes
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-    return json.dumps(body, separators=(",", ":")).encode()
+    return jsonfast.dumps(body)
 
 
 async def list_aliases(request: web.Request) -> web.Response:

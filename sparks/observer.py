@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import click
 import structlog
 
+from . import jsonfast
 from .config import ObserverConfig
 
 LEVELS = {
@@ -186,11 +187,8 @@ def _wake_with_end(sub: Subscriber) -> None:
             sub.queue.get_nowait()
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False)
-
-
 def _dumps(obj: Any, **_: Any) -> str:
-    return _ENCODER.encode(obj)
+    return jsonfast.dumps(obj).decode()
 
 
 _COLORS = {"error": "\x1b[31m", "warning": "\x1b[33m", "info": "\x1b[36m"}

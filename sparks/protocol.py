@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonfast
 from .errors import SparksError, invalid_value, missing_field
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -35,7 +35,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise SparksError(400, "invalid_json", "The request body is empty; expected a JSON object")
     try:
-        body = json.loads(raw)
+        body = jsonfast.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SparksError(
             400, "invalid_json", f"The request body is not valid JSON: {exc}"
@@ -125,7 +125,7 @@ def validate_reasoning_fields(body: dict[str, Any]) -> None:
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + jsonfast.dumps(payload) + b"\n\n"
 
 
 def completion_id() -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from . import jsonfast
 from .catalog import Catalog
 from .errors import error_body
 from .protocol import DONE_EVENT, sse_event
@@ -63,7 +63,7 @@ def json_answer(
     headers = route_headers(served, record)
     record.complete(200, content=_answer_text(payload))
     return web.Response(
-        body=json.dumps(payload, separators=(",", ":")).encode(),
+        body=jsonfast.dumps(payload),
         content_type="application/json",
         headers=headers,
     )

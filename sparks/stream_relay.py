@@ -5,10 +5,10 @@ Each upstream `data:` line becomes at most one client event, immediately: nothin
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from . import jsonfast
 from .protocol import sse_event
 from .reasoning import DeltaNormalizer
 
@@ -42,7 +42,7 @@ class ChunkRelay:
             self.done = True
             return None
         try:
-            chunk = json.loads(payload)
+            chunk = jsonfast.loads(payload)
         except ValueError:
             raise StreamGarbage(f"non-JSON stream line: {payload[:80]!r}") from None
         if not isinstance(chunk, dict):

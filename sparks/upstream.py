@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from . import jsonfast
 from .config import BackendConfig
 from .errors import SparksError
 from .keys import find_backend_key
@@ -296,7 +297,7 @@ def _parse_payload(raw: bytes, content_type: str) -> Any:
         kind = content_type.split(";")[0] or "no content type"
         raise _Invalid(f"expected JSON, got {kind} ({len(raw)} bytes)")
     try:
-        return json.loads(raw)
+        return jsonfast.loads(raw)
     except ValueError as exc:
         raise _Invalid(f"invalid JSON from upstream: {exc}") from None
 
