@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 from .conftest import ROOT, free_port, read_events
 from .test_serve_subprocess import KEY, child_env, read_line_with, stop
 
+# CI runs a bounded fuzz; SPARKS_FUZZ_EXAMPLES=5000 (read at import) runs the long version.
+FUZZ_EXAMPLES = int(os.environ.get("SPARKS_FUZZ_EXAMPLES", "250"))
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 AUTH = {"Authorization": f"Bearer {KEY}"}
 UNDOCUMENTED_PATH_STATUSES = {401, 403, 404, 405, 429}
@@ -196,7 +199,7 @@ def test_fuzzed_requests_get_documented_statuses_and_shaped_errors(
     try:
 
         @settings(
-            max_examples=250,
+            max_examples=FUZZ_EXAMPLES,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
             derandomize=True,
