@@ -86,18 +86,19 @@ class RequestRecord:
             return
         self.received()
         self.finished = True
-        fields: dict[str, Any] = {
-            "status": status,
-            "latency_ms": self.elapsed_ms(),
-            "ttft_ms": self.ttft_ms,
-            "served_model": self.served_model,
-            "fallback_from": self.fallback_from,
-            "usage": self.usage,
-            "cost": self.cost,
-        }
+        fields = self._outcome(status)
+        fields.update(ttft_ms=self.ttft_ms, usage=self.usage, cost=self.cost)
         if content is not None and self.observer.log_content:
             fields["content"] = content
         self.emit("request.completed", **fields)
+
+    def _outcome(self, status: int) -> dict[str, Any]:
+        return {
+            "status": status,
+            "latency_ms": self.elapsed_ms(),
+            "served_model": self.served_model,
+            "fallback_from": self.fallback_from,
+        }
 
     def fail(self, status: int, code: str, error: str) -> None:
         """A request that Sparks or its upstream could not serve (5xx, mid-stream, disconnect)."""
@@ -112,14 +113,8 @@ class RequestRecord:
             return
         self.received()
         self.finished = True
-        fields: dict[str, Any] = {
-            "status": status,
-            "code": code,
-            "error": error,
-            "latency_ms": self.elapsed_ms(),
-            "served_model": self.served_model,
-            "fallback_from": self.fallback_from,
-        }
+        fields = self._outcome(status)
+        fields.update(code=code, error=error)
         if self.usage is not None or self.cost is not None or self.ttft_ms is not None:
             # a stream that broke after tokens were spent still accounts for them
             fields.update(usage=self.usage, cost=self.cost, ttft_ms=self.ttft_ms)

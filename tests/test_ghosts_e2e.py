@@ -68,6 +68,13 @@ def call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"name": name, "arguments": arguments}
 
 
+async def ask(client: Any, model: str, text: str) -> Any:
+    """One non-streaming chat request with a single user message."""
+    return await client.post(
+        CHAT, json={"model": model, "messages": [{"role": "user", "content": text}]}, headers=AUTH
+    )
+
+
 def sdk(client: Any) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=API_KEY, max_retries=0)
 
@@ -123,11 +130,7 @@ async def test_every_escape_attempt_is_refused_in_the_tool_result(
             {"reply": "done"},
         ],
     )
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "read all"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/scout", "read all")
     assert resp.status == 200
     results = tool_messages(upstream, fake)
     assert len(results) == len(attempts)
@@ -155,11 +158,7 @@ async def test_scout_cannot_write(
             {"reply": "ok"},
         ],
     )
-    await client.post(
-        CHAT,
-        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "write"}]},
-        headers=AUTH,
-    )
+    await ask(client, "sparks/scout", "write")
     results = tool_messages(upstream, fake)
     assert all("refused" in r.lower() or "not" in r.lower() for r in results), results
     assert not (workspace / "new.txt").exists()
@@ -185,11 +184,7 @@ async def test_coder_writes_and_edits_only_workspace_files(
             {"reply": "edited"},
         ],
     )
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "edit"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/coder", "edit")
     assert (await resp.json())["choices"][0]["message"]["content"] == "edited"
     assert (workspace / "src" / "new.py").read_text() == "X = 1\n"
     assert "'hi there'" in (workspace / "src" / "app.py").read_text()
@@ -210,11 +205,7 @@ async def test_shell_environment_has_no_api_keys(
     monkeypatch.setenv("GITHUB_TOKEN", "ghp-should-vanish")
     client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
     script(upstream, fake, [{"tool_calls": [call("shell", command="env")]}, {"reply": "ok"}])
-    await client.post(
-        CHAT,
-        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "env"}]},
-        headers=AUTH,
-    )
+    await ask(client, "sparks/coder", "env")
     output = tool_messages(upstream, fake)[0]
     assert "PATH=" in output
     assert "should-vanish" not in output
@@ -230,11 +221,7 @@ async def test_max_steps_ends_the_loop_with_length(
         fake,
         [{"tool_calls": [call("list_dir", path=".", depth=n)]} for n in (1, 2, 3, 4, 5)],
     )
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "loop"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/scout", "loop")
     body = await resp.json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert "max_steps" in body["choices"][0]["message"]["content"]
@@ -247,11 +234,7 @@ async def test_loop_guard_stops_a_repeated_call(
 ) -> None:
     client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
     script(upstream, fake, [{"tool_calls": [call("read_file", path="notes.txt")]}] * 6)
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "again"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/scout", "again")
     body = await resp.json()
     assert "loop guard" in body["choices"][0]["message"]["content"]
     steps = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "ghost.step"]
@@ -422,11 +405,7 @@ async def test_classifier_llm_path_then_cache_then_fallback(
     config = ghost_config(tmp_path, upstream, workspace, classifier={"model": "up/fail-500"})
     client = await sparks_client(config)
     script(upstream, fake, [{"reply": "three"}])
-    third = await client.post(
-        CHAT,
-        json={"model": "sparks", "messages": [{"role": "user", "content": "fix this bug"}]},
-        headers=AUTH,
-    )
+    third = await ask(client, "sparks", "fix this bug")
     assert third.headers["X-Sparks-Route"] == "ghost:coder; classifier=keyword"
     routed = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "route.resolved"]
     assert "llm failed" in routed[-1]["classifier"]["note"]
@@ -442,11 +421,7 @@ async def test_ghost_local_suffix_refuses_a_remote_model(
         ghost_defaults={"model": "remote/big"},
     )
     client = await sparks_client(config)
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/scout:local", "messages": [{"role": "user", "content": "x"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/scout:local", "x")
     assert resp.status == 503
     assert (await resp.json())["error"]["code"] == "no_local_backend"
 
@@ -478,11 +453,7 @@ async def test_ghost_usage_and_cost_are_summed_over_steps(
     }
     client = await sparks_client(parse_config(data, None))
     script(upstream, fake, [{"tool_calls": [call("read_file", path="notes.txt")]}, {"reply": "ok"}])
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/scout", "messages": [{"role": "user", "content": "read"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/scout", "read")
     usage = (await resp.json())["usage"]
     done = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "request.completed"]
     expected = (usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000) / 1e6
@@ -513,11 +484,7 @@ async def test_shell_runs_inside_bwrap_when_available(
             {"reply": "done"},
         ],
     )
-    await client.post(
-        CHAT,
-        json={"model": "sparks/coder", "messages": [{"role": "user", "content": "write"}]},
-        headers=AUTH,
-    )
+    await ask(client, "sparks/coder", "write")
     assert not outside.exists()  # the jail's filesystem is read-only outside the workspace
     assert (workspace / "inside.txt").read_text() == "ok\n"
 
@@ -538,11 +505,7 @@ async def test_a_ghost_cannot_run_a_tool_it_was_not_given(
         fake,
         [{"tool_calls": [call("shell", command="touch pwned")]}, {"reply": "{last_tool_result}"}],
     )
-    resp = await client.post(
-        CHAT,
-        json={"model": "sparks/reader", "messages": [{"role": "user", "content": "x"}]},
-        headers=AUTH,
-    )
+    resp = await ask(client, "sparks/reader", "x")
     body = await resp.json()
     assert "not one of this ghost's tools" in body["choices"][0]["message"]["content"]
     assert not (workspace / "pwned").exists()
