@@ -302,3 +302,11 @@ async def test_local_suffix_without_loopback_target_is_503_no_local_backend(
         CHAT, json={"model": "remote/big:local", "messages": HELLO}, headers=AUTH
     )
     await expect_error(resp, 503, "no_local_backend", "model")
+
+
+async def test_ghost_without_any_backend_is_503_no_backend(
+    sparks_client: Any, tmp_path: Path
+) -> None:
+    client = await sparks_client(make_config(tmp_path))  # no backends at all
+    resp = await client.post(CHAT, json={"model": "sparks/scout", "messages": HELLO}, headers=AUTH)
+    await expect_error(resp, 503, "no_backend")

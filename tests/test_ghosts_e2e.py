@@ -511,3 +511,34 @@ async def test_a_ghost_cannot_run_a_tool_it_was_not_given(
     assert not (workspace / "pwned").exists()
     timing = resp.headers["Server-Timing"]
     assert timing.startswith("sparks;dur=") and "upstream;dur=" in timing and "tools;dur=" in timing
+
+
+async def test_coder_edits_a_file_through_the_openai_sdk_streaming_and_not(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
+) -> None:
+    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    script(
+        upstream,
+        fake,
+        [
+            {"tool_calls": [call("edit_file", path="src/app.py", old="'hello'", new="'hey'")]},
+            {"reply": "Edited: {last_tool_result}"},
+            {"tool_calls": [call("write_file", path="NOTES.md", content="# notes\n")]},
+            {"reply": "Wrote NOTES.md", "chunks": 2},
+        ],
+    )
+    async with sdk(client) as oa:
+        answer = await oa.chat.completions.create(
+            model="sparks/coder", messages=[{"role": "user", "content": "say hey, not hello"}]
+        )
+        stream = await oa.chat.completions.create(
+            model="sparks/coder",
+            messages=[{"role": "user", "content": "start a NOTES.md"}],
+            stream=True,
+        )
+        chunks = [c async for c in stream]
+    assert answer.model == "sparks/coder" and answer.choices[0].message.content.startswith("Edited")
+    assert "'hey'" in (workspace / "src" / "app.py").read_text()
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "Wrote NOTES.md"
+    assert (workspace / "NOTES.md").read_text() == "# notes\n"
