@@ -69,8 +69,9 @@ class Connection:
         agents = self.agent_models
         return agents[0] if agents else (self.models[0] if self.models else None)
 
-    def key_or(self, placeholder: str) -> str:
-        return self.key if self.key is not None else placeholder
+    def key_or(self, reference: str) -> str:
+        """The key with --show-key, else `reference`: an env-var reference or how to get it."""
+        return self.key if self.key is not None else reference
 
 
 def client_models(entries: list[dict[str, Any]]) -> tuple[ClientModel, ...]:

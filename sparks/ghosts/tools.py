@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparks.ghosts.shell import (
+from sparks.ghosts.readonly_commands import (
     GIT_READ_ONLY_SUBCOMMANDS,
     READ_ONLY_PROGRAMS,
-    TRUNCATION_MARKER,
-    SandboxUnavailable,
     ShellRefused,
-    run_shell,
 )
+from sparks.ghosts.shell import TRUNCATION_MARKER, SandboxUnavailable, run_shell
 from sparks.ghosts.workspace import (
     SearchError,
     WorkspaceError,
