@@ -106,6 +106,26 @@ def sparks_client(aiohttp_client: Any, tmp_path: Path) -> SparksFactory:
     return start
 
 
+async def post_chat(
+    client: Any,
+    model: str = "up/fake-model",
+    *,
+    stream: bool = False,
+    fake: dict[str, Any] | None = None,
+    messages: list[dict[str, Any]] | None = None,
+) -> Any:
+    """POST one chat request with the main key; `fake` steers the fake upstream."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages or [{"role": "user", "content": "hello"}],
+    }
+    if stream:
+        body["stream"] = True
+    if fake is not None:
+        body["fake"] = fake
+    return await client.post("/v1/chat/completions", json=body, headers=AUTH)
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     import json
 

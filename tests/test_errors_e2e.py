@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import AUTH, free_port, make_config, read_events, upstream_url
+from .conftest import AUTH, free_port, make_config, post_chat, read_events, upstream_url
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -256,16 +256,7 @@ async def test_mid_stream_failure_ends_with_error_event_then_done(
     sparks_client: Any, upstream: Any, tmp_path: Path
 ) -> None:
     client = await start(sparks_client, upstream, tmp_path)
-    resp = await client.post(
-        CHAT,
-        json={
-            "model": "up/fake-model",
-            "messages": HELLO,
-            "stream": True,
-            "fake": {"chunks": 10, "fail_after_chunks": 3},
-        },
-        headers=AUTH,
-    )
+    resp = await post_chat(client, stream=True, fake={"chunks": 10, "fail_after_chunks": 3})
     assert resp.status == 200
     text = await resp.text()
     events = [line[6:] for line in text.split("\n\n") if line.startswith("data: ")]
@@ -279,16 +270,7 @@ async def test_garbage_sse_line_ends_stream_with_shaped_error(
     sparks_client: Any, upstream: Any, tmp_path: Path
 ) -> None:
     client = await start(sparks_client, upstream, tmp_path)
-    resp = await client.post(
-        CHAT,
-        json={
-            "model": "up/fake-model",
-            "messages": HELLO,
-            "stream": True,
-            "fake": {"body": "garbage_sse"},
-        },
-        headers=AUTH,
-    )
+    resp = await post_chat(client, stream=True, fake={"body": "garbage_sse"})
     text = await resp.text()
     assert '"code":"upstream_error"' in text and text.endswith("data: [DONE]\n\n")
 

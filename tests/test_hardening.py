@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import AUTH, make_config, read_events, upstream_url
+from .conftest import AUTH, make_config, post_chat, read_events, upstream_url
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -75,16 +75,7 @@ async def test_mixed_soak_has_no_sparks_5xx_no_lost_events_no_task_growth(
                 CHAT, json={"model": "up/fail-503", "messages": HELLO}, headers=AUTH
             )
         else:  # disconnect mid-stream
-            resp = await client.post(
-                CHAT,
-                json={
-                    "model": "up/fake-model",
-                    "messages": HELLO,
-                    "stream": True,
-                    "fake": {"chunks": 50, "chunk_delay_ms": 20},
-                },
-                headers=AUTH,
-            )
+            resp = await post_chat(client, stream=True, fake={"chunks": 50, "chunk_delay_ms": 20})
             await resp.content.readline()
             request_ids.append(resp.headers["X-Request-Id"])
             statuses[resp.status] += 1
@@ -121,15 +112,7 @@ async def test_gigantic_upstream_body_is_a_shaped_502(
     sparks_client: Any, upstream: Any, tmp_path: Path
 ) -> None:
     client = await start(sparks_client, upstream, tmp_path)
-    resp = await client.post(
-        CHAT,
-        json={
-            "model": "up/fake-model",
-            "messages": HELLO,
-            "fake": {"body": "huge", "huge_bytes": 70 * 1024 * 1024},
-        },
-        headers=AUTH,
-    )
+    resp = await post_chat(client, fake={"body": "huge", "huge_bytes": 70 * 1024 * 1024})
     assert resp.status == 502
     assert (await resp.json())["error"]["code"] == "upstream_error"
 
@@ -196,15 +179,7 @@ async def test_large_non_streaming_answers_arrive_whole(
 ) -> None:
     """A body that arrives in many reads is read to its end, not cut at the first read."""
     client = await start(sparks_client, upstream, tmp_path)
-    resp = await client.post(
-        CHAT,
-        json={
-            "model": "up/fake-model",
-            "messages": HELLO,
-            "fake": {"body": "huge", "huge_bytes": size},
-        },
-        headers=AUTH,
-    )
+    resp = await post_chat(client, fake={"body": "huge", "huge_bytes": size})
     assert resp.status == 200
     body = await resp.json()
     assert len(body["choices"][0]["message"]["content"]) >= size - 100
