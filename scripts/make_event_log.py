@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # a script run from a checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from sparks.event_log import format_ts  # noqa: E402
-from sparks.observer import LEVELS, _dumps  # noqa: E402
+from sparks.observe.event_log import format_ts  # noqa: E402
+from sparks.observe.observer import LEVELS, _dumps  # noqa: E402
 
 # backend/model → (price in, price out) per million tokens
 MODELS = {

@@ -1,3 +1,3 @@
-from sparks.cli import main
+from sparks.cli.main import main
 
 main()

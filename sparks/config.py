@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError
+from sparks.errors import ConfigError
 
 THINKING_DIALECTS = ("auto", "openai", "chat_template_kwargs", "ollama", "none")
 SANDBOX_MODES = ("auto", "bwrap", "none")

@@ -92,3 +92,11 @@ def model_not_found(model: str, why: str = "") -> SparksError:
 
 class ConfigError(Exception):
     """Invalid configuration; the message names the file and the dotted key path."""
+
+
+class StartupError(Exception):
+    """`sparks serve` cannot start; `exit_code` is 2 for bad usage or config, else 1."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -14,7 +14,7 @@ from pathlib import Path
 import keyring
 import keyring.errors
 
-from .config import BackendConfig, Config, default_config_dir
+from sparks.config import BackendConfig, Config, default_config_dir
 
 SERVICE = "sparks"
 MAIN_USER = "openai_api"

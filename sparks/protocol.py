@@ -8,8 +8,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from . import jsonfast
-from .errors import SparksError, invalid_value, missing_field
+from sparks import jsonfast
+from sparks.errors import SparksError, invalid_value, missing_field
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 DONE_EVENT = b"data: [DONE]\n\n"

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from .config import BackendConfig, Config
-from .errors import SparksError, model_not_found
-from .security import is_loopback_host
+from sparks.config import BackendConfig, Config
+from sparks.errors import SparksError, model_not_found
+from sparks.security import is_loopback_host
 
 LOCAL_SUFFIX = ":local"
 CLASSIFY_ID = "sparks"

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from sparks.auth import Credentials
 from sparks.config import Config, parse_config
-from sparks.server import create_app
+from sparks.server.app import create_app
 
 from .memory_keyring import MemoryKeyring
 

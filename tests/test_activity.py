@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sparks.activity import UNCERTAIN, nearest_rank, quick_value, summarize
-from sparks.event_log import format_ts, iter_raw_lines, log_files
+from sparks.observe.activity import UNCERTAIN, nearest_rank, quick_value, summarize
+from sparks.observe.event_log import format_ts, iter_raw_lines, log_files
 
 from .conftest import AUTH, load_script, make_config, upstream_url
 from .test_event_log import NOW, event_line

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sparks.cli import main
+from sparks.cli.main import main
 from sparks.config import parse_config
 
 from .conftest import free_port

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from sparks import keys
+from sparks.cli.connect import TOOLS, base_url_for, connect
 from sparks.config import parse_config
-from sparks.connect import TOOLS, base_url_for, connect
 
 KEY = "sk-connect-test-key-0123456789abcdef0123"
 AGENT_MODELS = ["fast", "local/qwen3:8b", "local/tiny"]

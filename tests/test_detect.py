@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from sparks.backends.detect import apply_detected, detect_backends
 from sparks.config import parse_config
-from sparks.detect import apply_detected, detect_backends
 
 from .conftest import free_port
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sparks.event_log import (
+from sparks.observe.event_log import (
     EventFilter,
     follow_events,
     format_ts,
@@ -22,7 +22,7 @@ from sparks.event_log import (
     read_events,
     ts_key,
 )
-from sparks.observer import RotatingFile, _dumps
+from sparks.observe.observer import RotatingFile, _dumps
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

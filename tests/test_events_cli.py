@@ -13,9 +13,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sparks.activity_cli import activity, errors_text
-from sparks.event_log import EventFilter
-from sparks.events_cli import StoryPrinter, events, show_events
+from sparks.cli.activity import activity, errors_text
+from sparks.cli.events import StoryPrinter, events, show_events
+from sparks.observe.event_log import EventFilter
 
 from .test_event_log import event_line
 

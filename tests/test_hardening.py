@@ -145,7 +145,7 @@ async def test_a_stream_reader_that_stops_reading_is_cut_off(
     sparks_client: Any, upstream: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client that never reads cannot pin the handler (and its buffers) beyond the timeout."""
-    monkeypatch.setattr("sparks.relay.CLIENT_WRITE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("sparks.pipeline.responder.CLIENT_WRITE_TIMEOUT_S", 0.5)
     client = await start(sparks_client, upstream, tmp_path)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

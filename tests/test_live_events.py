@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sparks.state import OBSERVER
+from sparks.server.state import OBSERVER
 
 from .conftest import AUTH, make_config, upstream_url
 

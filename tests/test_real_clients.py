@@ -25,7 +25,7 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from sparks.connect import connect
+from sparks.cli.connect import connect
 
 from .conftest import ROOT, free_port, read_events
 from .test_serve_subprocess import child_env, read_line_with, stop

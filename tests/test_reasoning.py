@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparks.reasoning import (
+from sparks.backends.reasoning import (
     DeltaNormalizer,
     ThinkSplitter,
     apply_reasoning,

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .definitions import GhostSpec
+from sparks.ghosts.definitions import GhostSpec
 
 WORD = re.compile(r"[a-z][a-z0-9_]+")
 STOPWORDS = frozenset(

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .definitions import GhostSpec
-from .tools import ToolContext, ToolResult, args_summary, run_tool
+from sparks.ghosts.definitions import GhostSpec
+from sparks.ghosts.tools import ToolContext, ToolResult, args_summary, run_tool
 
 LOOP_GUARD_REPEATS = 3  # the same call (tool + arguments) this many times ends the loop
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .definitions import GhostSpec
+from sparks.ghosts.definitions import GhostSpec
 
 WRITE_RULES = (
     "- Read a file before you edit it. edit_file replaces one exact, unique piece of text; "

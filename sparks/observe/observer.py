@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import click
 import structlog
 
-from . import jsonfast
-from .config import ObserverConfig
+from sparks import jsonfast
+from sparks.config import ObserverConfig
 
 LEVELS = {
     "request.failed": "error",

@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .auth import Credentials
-    from .catalog import Catalog
-    from .config import Config
-    from .ghost_endpoint import GhostRunner
-    from .limiter import TokenBucket
-    from .observer import Observer
-    from .tracking import RequestRecord
-    from .upstream import Upstreams
+    from sparks.auth import Credentials
+    from sparks.backends.catalog import Catalog
+    from sparks.backends.upstream import Upstreams
+    from sparks.config import Config
+    from sparks.limiter import TokenBucket
+    from sparks.observe.observer import Observer
+    from sparks.observe.record import RequestRecord
+    from sparks.pipeline.responder import Responder
+    from sparks.pipeline.serve import Pipeline
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
@@ -22,8 +23,11 @@ CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials")
 LIMITER: web.AppKey[TokenBucket | None] = web.AppKey("limiter")
 UPSTREAMS: web.AppKey[Upstreams] = web.AppKey("upstreams")
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
-GHOSTS: web.AppKey[GhostRunner] = web.AppKey("ghosts")
+PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 
 RECORD: web.RequestKey[RequestRecord] = web.RequestKey("record")
+RESPONDER: web.RequestKey[Responder] = web.RequestKey("responder")
 PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("rate_headers")

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from .event_log import (
+from sparks.cli.options import config_option, json_option, load_or_exit
+from sparks.observe.event_log import (
     EventFilter,
     LogLine,
     follow_events,
@@ -37,15 +38,9 @@ _OUTCOME_COLORS = {"request.completed": "green", "request.failed": "red"}
 
 def config_log_path(config_path: str | None) -> Path:
     """The observer log named by the config; exits 2 (naming file and key) on a bad config."""
-    from .config import ConfigError, load_config
-    from .observer import events_path
+    from sparks.observe.observer import events_path
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(f"sparks: invalid config: {exc}", err=True)
-        sys.exit(2)
-    return events_path(config.observer)
+    return events_path(load_or_exit(config_path, detect=False).observer)
 
 
 def since_ts(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -292,7 +287,7 @@ def _stdout_writer() -> Callable[[bytes], None]:
 
 
 @click.command("events")
-@click.option("--config", "config_path", metavar="PATH", help="config.toml to use.")
+@config_option
 @click.option(
     "-f",
     "--follow",
@@ -310,7 +305,7 @@ def _stdout_writer() -> Callable[[bytes], None]:
     metavar="NAME",
     help="Only these events (repeatable; globs like 'request.*').",
 )
-@click.option("--json", "as_json", is_flag=True, help="The raw JSON lines, unchanged (for jq).")
+@json_option
 def events(
     config_path: str | None,
     follow: bool,

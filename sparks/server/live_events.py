@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import error_body
-from .state import OBSERVER, RECORD
+from sparks.errors import error_body
+from sparks.server.state import OBSERVER, RECORD, RESPONDER
 
 HEARTBEAT_S = 15.0
 SEND_BUFFER_BYTES = 64 * 1024
@@ -35,6 +35,8 @@ async def observer_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
+    responder = request[RESPONDER]
+    responder.response = response
     await response.prepare(request)
     subscriber = observer.subscribe(matches)
     transport = request.transport
@@ -61,10 +63,10 @@ async def observer_events(request: web.Request) -> web.StreamResponse:
             message = "this subscriber fell behind and was dropped; reconnect to resume"
             body = error_body(503, "subscriber_too_slow", message)
             await response.write(b"data: " + json.dumps(body).encode() + b"\n\n")
-        record.complete(200)
+        responder.finish(response)
         await response.write_eof()
     except asyncio.CancelledError:
-        record.complete(200)  # the subscriber leaving is how this stream normally ends
+        responder.finish(response)  # the subscriber leaving is how this stream normally ends
         raise
     finally:
         observer.unsubscribe(subscriber)

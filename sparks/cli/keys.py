@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from . import keys
-from .cli import config_option, fail, load_or_exit
+from sparks import keys
+from sparks.cli.options import config_option, fail, load_or_exit
 
 
 def _one_of(client: str | None, backend: str | None) -> None:

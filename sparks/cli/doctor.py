@@ -6,13 +6,13 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import keys
-from .catalog import Catalog
-from .config import Config
-from .detect import apply_detected, detect_backends
-from .errors import ConfigError, SparksError
-from .security import is_loopback_host
-from .upstream import Upstreams
+from sparks import keys
+from sparks.backends.catalog import Catalog
+from sparks.backends.detect import apply_detected, detect_backends
+from sparks.backends.upstream import Upstreams
+from sparks.config import Config
+from sparks.errors import ConfigError, SparksError
+from sparks.security import is_loopback_host
 
 
 @dataclass
@@ -100,7 +100,7 @@ async def run_checks(config: Config, path: Path | None) -> list[Check]:
 
 
 def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
-    from .ghosts.definitions import ghost_specs
+    from sparks.ghosts.definitions import ghost_specs
 
     checks = []
     try:
@@ -133,7 +133,7 @@ def _first_model(catalog: Catalog) -> str:
 
 def sandbox_summary(mode: str) -> tuple[str, bool]:
     """Which jail `shell` runs in for a configured `sandbox` mode, and whether that mode works."""
-    from .ghosts.shell import SandboxUnavailable, sandbox_in_effect
+    from sparks.ghosts.shell import SandboxUnavailable, sandbox_in_effect
 
     try:
         effective = sandbox_in_effect(mode)

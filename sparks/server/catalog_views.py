@@ -1,4 +1,4 @@
-"""HTTP handlers: parse → route → call → respond. Nothing else lives here."""
+"""What Sparks serves, as read-only views: /health, /v1/models, /v1/aliases, /v1/providers."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import __version__, jsonfast
-from .errors import SparksError
-from .keys import backend_key_status
-from .protocol import ChatRequest, parse_chat_request, parse_json_object, read_body
-from .reasoning import apply_reasoning
-from .relay import json_answer, stream_answer
-from .routing import Route, Target
-from .state import CATALOG, GHOSTS, RECORD, STARTED_AT, UPSTREAMS
+from sparks import __version__
+from sparks.errors import SparksError, model_not_found
+from sparks.keys import backend_key_status
+from sparks.server.state import CATALOG, RECORD, STARTED_AT, UPSTREAMS
 
-MODEL_KINDS = {"ghost": ("ghost", "classifier"), "alias": ("alias",), "backend": ("backend",)}
+MODEL_KINDS = {"ghost": ("ghost",), "alias": ("alias",), "backend": ("backend",)}
 
 
 async def health(request: web.Request) -> web.Response:
@@ -54,7 +50,6 @@ async def list_models(request: web.Request) -> web.Response:
     offset = _int_param(request, "offset", 0, 1_000_000)
     limit = _int_param(request, "limit", total, 10_000)
     page = entries[offset : offset + limit]
-    request[RECORD].complete(200)
     return web.json_response({"object": "list", "data": page, "total": total})
 
 
@@ -64,9 +59,8 @@ def _search_text(entry: dict[str, Any]) -> str:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    record = request[RECORD]
     model_id = request.match_info["model_id"]
-    record.received(model=model_id)
+    request[RECORD].received(model=model_id)
     catalog = request.app[CATALOG]
     entry = catalog.entry(model_id)
     if entry is None:
@@ -76,70 +70,13 @@ async def get_model(request: web.Request) -> web.Response:
         except SparksError:
             route = None
         if route is None or route.kind == "classify":
-            raise SparksError(
-                404, "model_not_found", f"The model '{model_id}' does not exist", param="model"
-            )
-        entry = catalog._entry_for(model_id, route)
-    record.complete(200)
+            raise model_not_found(model_id)
+        entry = catalog.entry_for(model_id, route)
     return web.json_response(entry)
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    record = request[RECORD]
-    body = parse_json_object(await read_body(request.read()))
-    chat = parse_chat_request(body)
-    record.received(chat.model, chat.stream, chat.message_count, messages=body.get("messages"))
-    route = request.app[CATALOG].table.resolve(chat.model)
-    include_trace = request.query.get("include_route_trace", "").lower() in ("1", "true", "yes")
-    if route.kind in ("classify", "ghost") or (route.chain and route.chain[0].ghost):
-        return await request.app[GHOSTS].handle(request, chat, route)
-    chain = tuple(t for t in route.chain if t.backend)
-    _emit_route(request, route, chain)
-    if not chain:
-        raise SparksError(503, "no_backend", f"No backend can serve '{chat.model}'", param="model")
-    catalog = request.app[CATALOG]
-    served = await request.app[UPSTREAMS].open_chain(
-        chain,
-        "/chat/completions",
-        lambda target: upstream_chat_body(chat, target, catalog.dialect(target)),
-        record,
-        stream=chat.stream,
-    )
-    catalog.note_use(route, served.target)
-    if chat.stream:
-        return await stream_answer(
-            request, request.app[CATALOG], served, record, chat.include_usage
-        )
-    return json_answer(request.app[CATALOG], served, record, include_trace)
-
-
-def _emit_route(request: web.Request, route: Route, chain: tuple[Target, ...]) -> None:
-    request[RECORD].emit(
-        "route.resolved",
-        model=route.model,
-        kind=route.kind,
-        target=chain[0].sparks_id if chain else None,
-        chain=[t.sparks_id for t in chain] if route.kind == "alias" else None,
-        ghost=None,
-        classifier=None,
-    )
-
-
-def upstream_chat_body(chat: ChatRequest, target: Target, dialect: str) -> bytes:
-    """Every field forwarded unchanged but `model`, the reasoning fields (mapped to the model's
-    dialect) and, for streams, `stream_options.include_usage` (always requested)."""
-    body = apply_reasoning(chat.body, dialect)
-    body = dict(body) if body is chat.body else body
-    body["model"] = target.upstream_model
-    if chat.stream:
-        options = dict(body.get("stream_options") or {})
-        options["include_usage"] = True
-        body["stream_options"] = options
-    return jsonfast.dumps(body)
-
-
 async def list_aliases(request: web.Request) -> web.Response:
-    """Alias chains and their recent usage (since this daemon started)."""
+    """Alias chains as configured, their expansion, and recent usage (since start)."""
     request[RECORD].received()
     catalog = request.app[CATALOG]
     data = []
@@ -156,12 +93,11 @@ async def list_aliases(request: web.Request) -> web.Response:
                 "last_served_by": usage.last_served_by if usage else None,
             }
         )
-    request[RECORD].complete(200)
     return web.json_response({"object": "list", "data": data})
 
 
 async def list_providers(request: web.Request) -> web.Response:
-    """Backends with reachability and key status (never a key)."""
+    """Backends with reachability (latest probe or request) and key status (never a key)."""
     request[RECORD].received()
     catalog = request.app[CATALOG]
     upstreams = request.app[UPSTREAMS]
@@ -180,7 +116,6 @@ async def list_providers(request: web.Request) -> web.Response:
                 "cooldown_s": health.cooldown_left(),
             }
         )
-    request[RECORD].complete(200)
     return web.json_response({"object": "list", "data": data})
 
 

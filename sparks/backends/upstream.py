@@ -13,12 +13,12 @@ from typing import Any
 
 import aiohttp
 
-from . import jsonfast
-from .config import BackendConfig
-from .errors import SparksError
-from .keys import find_backend_key
-from .routing import Target
-from .tracking import RequestRecord
+from sparks import jsonfast
+from sparks.config import BackendConfig
+from sparks.errors import SparksError
+from sparks.keys import find_backend_key
+from sparks.observe.record import RequestRecord
+from sparks.routing import Target
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from .config import Config
-from .security import is_loopback_host
+from sparks.cli.options import config_option, fail, load_or_exit
+from sparks.config import Config
+from sparks.security import is_loopback_host
 
 TOOLS = ("opencode", "continue", "aider", "cline", "cursor", "env")
 KEY_ENV = "SPARKS_API_KEY"  # the variable the opencode and Continue snippets read the key from
@@ -299,8 +300,8 @@ def _ghost_note(reason: str) -> str:
 
 async def _model_entries(config: Config) -> tuple[list[dict[str, Any]], list[str]]:
     """The list `sparks models` shows: configured models plus one discovery round."""
-    from .catalog import Catalog
-    from .upstream import Upstreams
+    from sparks.backends.catalog import Catalog
+    from sparks.backends.upstream import Upstreams
 
     catalog = Catalog(config)
     async with Upstreams.new_session() as session:
@@ -314,18 +315,12 @@ async def _model_entries(config: Config) -> tuple[list[dict[str, Any]], list[str
 
 @click.command("connect")
 @click.argument("tool", type=click.Choice(TOOLS, case_sensitive=False))
-@click.option(
-    "--config",
-    "config_path",
-    metavar="PATH",
-    help="config.toml to use (default: $SPARKS_CONFIG, ./config.toml, user config dir).",
-)
+@config_option
 @click.option("--show-key", is_flag=True, help="Put the key itself into the output.")
 @click.option("--base-url", metavar="URL", help="Base URL clients use (default: from bind).")
 def connect(tool: str, config_path: str | None, show_key: bool, base_url: str | None) -> None:
     """Print ready-to-paste configuration for TOOL (opencode, continue, aider, cline, cursor, env)."""
-    from .cli import fail, load_or_exit
-    from .keys import find_main_key
+    from sparks.keys import find_main_key
 
     config = load_or_exit(config_path)
     entries, problems = asyncio.run(_model_entries(config))

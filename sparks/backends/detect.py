@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .config import BackendConfig, Config
+from sparks.config import BackendConfig, Config
 
 PROBE_TIMEOUT_S = 0.3
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from .activity import GROUPINGS, ActivityReport, summarize
-from .event_log import iter_raw_lines, log_files
-from .events_cli import config_log_path, format_cost, since_ts
+from sparks.cli.events import config_log_path, format_cost, since_ts
+from sparks.cli.options import config_option, json_option
+from sparks.observe.activity import GROUPINGS, ActivityReport, summarize
+from sparks.observe.event_log import iter_raw_lines, log_files
 
 MAX_CODES_SHOWN = 2
 COLUMNS = (
@@ -77,7 +78,7 @@ def render_table(report: ActivityReport) -> list[str]:
 
 
 @click.command("activity")
-@click.option("--config", "config_path", metavar="PATH", help="config.toml to use.")
+@config_option
 @click.option(
     "--since",
     default="24h",
@@ -93,7 +94,7 @@ def render_table(report: ActivityReport) -> list[str]:
     show_default=True,
     help="What to group requests by.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def activity(config_path: str | None, since: str, by: str, as_json: bool) -> None:
     """Requests, errors, tokens, latency and cost from the observer log."""
     path = config_log_path(config_path)

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Config, ModelInfo
-from .reasoning import default_dialect
-from .routing import CLASSIFY_ID, GHOST_PREFIX, Route, RouteTable, Target
-from .upstream import Upstreams
+from sparks.backends.reasoning import default_dialect
+from sparks.backends.upstream import Upstreams
+from sparks.config import Config, ModelInfo
+from sparks.routing import CLASSIFY_ID, GHOST_PREFIX, Route, RouteTable, Target
 
 DISCOVERY_TIMEOUT_S = 3.0
 REFRESH_INTERVAL_S = 60.0
@@ -51,6 +51,26 @@ class Catalog:
         usage.requests += 1
         usage.last_used = time.time()
         usage.last_served_by = served.sparks_id
+
+    def cost(self, target: Target, usage: dict[str, Any] | None) -> float | None:
+        """What `usage` cost on `target` at its configured prices (None without usage)."""
+        if not usage or not target.backend:
+            return None
+        info = self.model_info(target.backend, target.upstream_model or "")
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        if not isinstance(prompt, int | float) or not isinstance(completion, int | float):
+            return None
+        return round(
+            (prompt * info.price_in_per_mtok + completion * info.price_out_per_mtok) / 1e6, 8
+        )
+
+    def first_model(self, local_only: bool) -> str:
+        """The first backend model known (a ghost without `model` uses it)."""
+        for backend, models in self.models.items():
+            if models and (not local_only or backend in self.table.local_backends):
+                return f"{backend}/{models[0]}"
+        return ""
 
     def needs_discovery(self) -> list[str]:
         return [name for name, b in self.config.backends.items() if b.models is None]
@@ -138,9 +158,9 @@ class Catalog:
         route = self.table.exact.get(model_id)
         if route is None:
             return None
-        return self._entry_for(model_id, route)
+        return self.entry_for(model_id, route)
 
-    def _entry_for(self, model_id: str, route: Route) -> dict[str, Any]:
+    def entry_for(self, model_id: str, route: Route) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "id": model_id,
             "object": "model",

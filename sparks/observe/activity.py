@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .event_log import line_ts, ts_key
+from sparks.observe.event_log import line_ts, ts_key
 
 GROUPINGS = ("model", "ghost", "principal", "backend")
 RECEIVED = b"request.received"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .observer import Observer
+from sparks.observe.observer import Observer
 
 
 class RequestRecord:
@@ -13,6 +13,7 @@ class RequestRecord:
 
     __slots__ = (
         "_received",
+        "api",
         "cost",
         "fallback_from",
         "finished",
@@ -23,6 +24,7 @@ class RequestRecord:
         "request_id",
         "served_model",
         "start",
+        "tools_ms",
         "ttft_ms",
         "upstream_ms",
         "usage",
@@ -47,6 +49,8 @@ class RequestRecord:
         self.cost: float | None = None
         self.ttft_ms: float | None = None
         self.upstream_ms = 0.0
+        self.tools_ms = 0.0
+        self.api: str | None = None
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.start) * 1000, 2)
@@ -60,13 +64,16 @@ class RequestRecord:
         stream: bool | None = None,
         message_count: int | None = None,
         messages: Any = None,
+        api: str | None = None,
     ) -> None:
         if self._received:
             return
         self._received = True
+        self.api = api
         fields: dict[str, Any] = {
             "method": self.method,
             "path": self.path,
+            "api": api,
             "principal": self.principal,
             "model": model,
             "stream": stream,

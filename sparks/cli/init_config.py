@@ -6,8 +6,8 @@ from typing import Any
 
 import tomli_w
 
-from .config import DEFAULT_GHOSTS, GhostDefaults, ObserverConfig, OpenAIApiConfig
-from .detect import DetectedBackend
+from sparks.backends.detect import DetectedBackend
+from sparks.config import DEFAULT_GHOSTS, GhostDefaults, ObserverConfig, OpenAIApiConfig
 
 HEADER = """\
 # Sparks configuration. Every key, its default and its meaning: docs/configuration.md

@@ -1,0 +1,252 @@
+"""Ghosts as answers: pick the ghost (classifier), run its loop with model calls through the
+upstream chain, and hand the responder a JSON payload or a stream of chunk events, the same
+interface a backend answer has. The loop itself lives in `ghosts/` and speaks no HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sparks import jsonfast
+from sparks.backends.catalog import Catalog
+from sparks.backends.upstream import Upstreams
+from sparks.config import Config
+from sparks.errors import SparksError
+from sparks.ghosts.classifier import Classifier, Decision
+from sparks.ghosts.definitions import GhostSpec, ghost_specs
+from sparks.ghosts.loop import LoopResult, run_ghost_loop
+from sparks.ghosts.prompt import system_prompt
+from sparks.ghosts.tools import ToolContext, tool_schemas
+from sparks.observe.record import RequestRecord
+from sparks.pipeline.answer import Answer
+from sparks.pipeline.ghost_turns import model_turn, turn_from_message
+from sparks.pipeline.plan import Plan
+from sparks.protocol import ChatRequest, chat_chunk, chat_completion, sse_event, usage_chunk
+from sparks.routing import LOCAL_SUFFIX, Route, Target
+
+TOOL_TIMEOUT_S = 60.0
+FORWARDED_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop")
+_END = b""
+
+
+class GhostEvents:
+    """The loop's live output (LoopSink) as chat-completion chunk events in a queue."""
+
+    def __init__(self, spec: GhostSpec, record: RequestRecord, stream: bool) -> None:
+        self.spec = spec
+        self.record = record
+        self.stream = stream
+        self.cid = "chatcmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.sent_role = False
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse_event(chat_chunk(self.cid, self.spec.sparks_id, delta, finish, self.created))
+
+    def send(self, delta: dict[str, Any], finish: str | None = None) -> None:
+        if not self.sent_role:
+            self.sent_role = True
+            self.queue.put_nowait(self.chunk({"role": "assistant", "content": ""}))
+        self.queue.put_nowait(self.chunk(delta, finish))
+
+    async def progress(self, line: str) -> None:
+        if self.stream:
+            self.send({"reasoning_content": line + "\n"})
+
+    async def reasoning(self, text: str) -> None:
+        if self.stream and text:
+            self.send({"reasoning_content": text})
+
+    async def content(self, text: str) -> None:
+        if self.stream and text:
+            self.send({"content": text})
+
+    def step(self, step: int, tool: str, summary: str, ok: bool, duration_ms: float) -> None:
+        self.record.tools_ms += duration_ms
+        self.record.emit(
+            "ghost.step",
+            ghost=self.spec.name,
+            step=step,
+            tool=tool,
+            args_summary=summary,
+            ok=ok,
+            duration_ms=duration_ms,
+        )
+
+
+class Ghosts:
+    """Every configured ghost, the classifier that picks one for `sparks`, and their runs."""
+
+    def __init__(self, config: Config, catalog: Catalog, upstreams: Upstreams) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.upstreams = upstreams
+        self.specs = {spec.name: spec for spec in ghost_specs(config)}
+        self.classifier = Classifier(list(self.specs.values()), config.classifier.timeout_s)
+
+    async def plan(self, route: Route, chat: ChatRequest, record: RequestRecord) -> Plan:
+        if chat.body.get("tools"):
+            raise SparksError(
+                400,
+                "unsupported_option",
+                f"'tools' cannot be sent to a ghost ({route.model}): ghosts bring their own "
+                "tools; call a backend model to use yours",
+                param="tools",
+            )
+        if isinstance(chat.body.get("n"), int) and chat.body["n"] > 1:
+            raise SparksError(400, "unsupported_option", "ghosts answer with n = 1", param="n")
+        decision: Decision | None = None
+        if route.kind == "classify":
+            ask = None
+            if self.config.classifier.model:
+
+                async def ask(messages: list[dict[str, str]]) -> str:
+                    return await self._ask_classifier(messages, record, route.local_only)
+
+            decision = await self.classifier.decide(chat.body["messages"], ask)
+            spec = self.specs[decision.ghost]
+        else:
+            spec = self.specs[route.chain[0].ghost or ""]
+        return Plan(route, self._model_chain(spec, route.local_only), spec, decision)
+
+    def _model_chain(self, spec: GhostSpec, local_only: bool) -> tuple[Target, ...]:
+        model = spec.model or self.catalog.first_model(local_only)
+        if not model:
+            raise SparksError(
+                503, "no_backend", f"ghost {spec.name} has no model: configure a backend"
+            )
+        route = self.catalog.table.resolve(model + (LOCAL_SUFFIX if local_only else ""))
+        chain = tuple(t for t in route.chain if t.backend)
+        if not chain:
+            raise SparksError(
+                503, "no_backend", f"ghost {spec.name}'s model {model!r} is not a backend model"
+            )
+        return chain
+
+    async def answer(
+        self, plan: Plan, chat: ChatRequest, record: RequestRecord, log_content: bool
+    ) -> Answer:
+        spec = plan.ghost
+        assert spec is not None
+        label = f"ghost:{spec.name}"
+        if plan.decision is not None:
+            label += f"; classifier={plan.decision.method}"
+        sink = GhostEvents(spec, record, chat.stream)
+        answer = Answer(spec.sparks_id, {"X-Sparks-Route": label})
+        if chat.stream:
+            answer.events = self._events(plan, chat, record, sink, log_content)
+            return answer
+        result = await self._run(plan, chat, record, sink, log_content)
+        message: dict[str, Any] = {"role": "assistant", "content": result.content}
+        if result.progress:
+            message["reasoning_content"] = "\n".join(result.progress)
+        answer.payload = chat_completion(
+            sink.cid, spec.sparks_id, message, result.finish_reason, result.usage
+        )
+        answer.content = message
+        return answer
+
+    async def _events(
+        self,
+        plan: Plan,
+        chat: ChatRequest,
+        record: RequestRecord,
+        sink: GhostEvents,
+        log_content: bool,
+    ) -> AsyncIterator[bytes]:
+        """Drive the loop in a task and yield its events; closing this stops the loop."""
+        outcome: list[LoopResult] = []
+
+        async def drive() -> None:
+            try:
+                outcome.append(await self._run(plan, chat, record, sink, log_content))
+            finally:
+                sink.queue.put_nowait(_END)
+
+        task = asyncio.create_task(drive())
+        try:
+            while (event := await sink.queue.get()) is not _END:
+                yield event
+            await task  # re-raises the loop's failure
+            result = outcome[0]
+            sink.send({}, result.finish_reason)
+            if chat.include_usage:
+                sink.queue.put_nowait(
+                    sse_event(usage_chunk(sink.cid, sink.spec.sparks_id, result.usage))
+                )
+            while not sink.queue.empty():
+                yield sink.queue.get_nowait()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(
+        self,
+        plan: Plan,
+        chat: ChatRequest,
+        record: RequestRecord,
+        sink: GhostEvents,
+        log_content: bool,
+    ) -> LoopResult:
+        spec = plan.ghost
+        assert spec is not None
+        tools = tool_schemas(spec.tools, spec.read_only)
+        ctx = ToolContext(
+            workspace=spec.workspace,
+            read_only=spec.read_only,
+            sandbox=spec.sandbox,
+            log_content=log_content,
+            timeout_s=TOOL_TIMEOUT_S,
+            allowed_tools=frozenset(spec.tools),
+        )
+        names = tuple(t["function"]["name"] for t in tools)
+        messages = [
+            {"role": "system", "content": system_prompt(spec, names)},
+            *chat.body["messages"],
+        ]
+        extra = {k: v for k, v in chat.body.items() if k in FORWARDED_FIELDS}
+
+        async def call_model(
+            conversation: list[dict[str, Any]], tool_list: list[dict[str, Any]], live: Any
+        ) -> Any:
+            body = {**extra, "messages": conversation, "tools": tool_list, "tool_choice": "auto"}
+            return await model_turn(
+                self.upstreams, self.catalog, plan.chain, body, record, live, spec.step_timeout_s
+            )
+
+        try:
+            async with asyncio.timeout(spec.run_timeout_s):
+                result = await run_ghost_loop(
+                    spec, messages, tools, ctx, call_model, sink, chat.stream
+                )
+        except TimeoutError:
+            raise SparksError(
+                504, "upstream_timeout", f"ghost {spec.name} ran past run_timeout_s"
+            ) from None
+        record.usage = result.usage
+        return result
+
+    async def _ask_classifier(
+        self, messages: list[dict[str, str]], record: RequestRecord, local_only: bool
+    ) -> str:
+        """One short call to the classifier model; under `:local` only loopback targets, so the
+        user's words never leave the machine (a non-local classifier raises → heuristic)."""
+        model = self.config.classifier.model + (LOCAL_SUFFIX if local_only else "")
+        route = self.catalog.table.resolve(model)
+        chain = tuple(t for t in route.chain if t.backend)
+        body = {"messages": messages, "max_tokens": 16, "temperature": 0}
+
+        def make_body(target: Target) -> bytes:
+            return jsonfast.dumps({**body, "model": target.upstream_model})
+
+        served = await self.upstreams.open_chain(
+            chain, "/chat/completions", make_body, record, stream=False
+        )
+        return turn_from_message(served.payload).content

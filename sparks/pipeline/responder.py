@@ -1,0 +1,179 @@
+"""The client's response: JSON, SSE or raw bytes, and the request's one terminal event.
+
+The responder knows whether the response has started. Before, a failure is an ordinary JSON
+error; after, it ends the stream with an error event and `[DONE]` (never a second HTTP
+response). It is the only writer of `request.completed` / `request.failed` /
+`request.rejected` (SPEC §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from sparks import jsonfast
+from sparks.errors import SparksError, error_body
+from sparks.observe.record import RequestRecord
+from sparks.pipeline.answer import Answer
+from sparks.pipeline.sse import StreamBroken
+from sparks.protocol import DONE_EVENT, sse_event
+
+CLIENT_WRITE_TIMEOUT_S = 120.0  # a client that reads nothing for this long is cut off
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def header_safe(value: str) -> bool:
+    """No control characters: a value that could split or break a header line is left out."""
+    return value.isprintable()
+
+
+class Responder:
+    """One per request, made by the outermost middleware."""
+
+    __slots__ = ("include_trace", "record", "request", "response")
+
+    def __init__(self, request: web.Request, record: RequestRecord, include_trace: bool) -> None:
+        self.request = request
+        self.record = record
+        self.include_trace = include_trace
+        self.response: web.StreamResponse | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.response is not None and self.response.prepared
+
+    def headers_for(self, answer: Answer) -> dict[str, str]:
+        """Route headers plus Server-Timing: Sparks' own time, the upstream's, the ghost tools'."""
+        record = self.record
+        own = max(0.0, record.elapsed_ms() - record.upstream_ms - record.tools_ms)
+        timing = f"sparks;dur={own:.2f}, upstream;dur={record.upstream_ms:.2f}"
+        if record.tools_ms:
+            timing += f", tools;dur={record.tools_ms:.2f}"
+        headers = {k: v for k, v in answer.headers.items() if header_safe(v)}
+        headers["Server-Timing"] = timing
+        return headers
+
+    async def answer(self, answer: Answer) -> web.StreamResponse:
+        self.record.served_model = answer.served_model
+        try:
+            if answer.events is not None:
+                async with contextlib.aclosing(answer.events) as events:
+                    return await self._stream(answer, events)
+            if answer.body is not None:
+                async with contextlib.aclosing(answer.body) as body:
+                    return await self._bytes(answer, body)
+            self.record.complete(200, content=answer.content)
+            return web.Response(
+                body=jsonfast.dumps(answer.payload),
+                content_type="application/json",
+                headers=self.headers_for(answer),
+            )
+        finally:
+            answer.close()
+
+    async def _stream(self, answer: Answer, events: Any) -> web.StreamResponse:
+        """SSE: headers go out with the first event, so a failure before it is a JSON error."""
+        try:
+            first: bytes | None = await anext(events)
+        except StopAsyncIteration:
+            first = None
+        except StreamBroken as exc:
+            raise SparksError(502, "upstream_error", f"{answer.served_model}: {exc}") from None
+        response = self.response = web.StreamResponse(
+            headers={**SSE_HEADERS, **self.headers_for(answer)}
+        )
+        await response.prepare(self.request)
+        failure: SparksError | None = None
+        try:
+            if first is not None:
+                self.record.mark_first_byte()
+                await self._write(first)
+            async for event in events:
+                await self._write(event)
+        except StreamBroken as exc:
+            failure = SparksError(502, "upstream_error", f"{answer.served_model}: {exc}")
+        except SparksError as exc:
+            failure = exc
+        except TimeoutError:
+            self.record.fail(
+                200, "client_stalled", "the client stopped reading past the write timeout"
+            )
+            if self.request.transport is not None:
+                self.request.transport.close()
+            return response
+        if failure is not None:
+            return await self._end_stream(failure)
+        self.record.complete(200, content=answer.content)
+        await response.write(DONE_EVENT)
+        return response
+
+    async def _write(self, data: bytes) -> None:
+        assert self.response is not None
+        async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
+            await self.response.write(data)
+
+    async def _bytes(self, answer: Answer, body: Any) -> web.StreamResponse:
+        """Raw bytes as they arrive; a break after the start aborts the connection, so the
+        client cannot mistake a cut body for a whole one."""
+        response = self.response = web.StreamResponse(
+            headers={"Content-Type": answer.content_type, **self.headers_for(answer)}
+        )
+        await response.prepare(self.request)
+        try:
+            async for data in body:
+                self.record.mark_first_byte()
+                await self._write(data)
+        except StreamBroken as exc:
+            self.record.fail(200, "upstream_error", str(exc))
+            if self.request.transport is not None:
+                self.request.transport.close()
+            return response
+        self.record.complete(200)
+        await response.write_eof()
+        return response
+
+    async def _end_stream(self, error: SparksError) -> web.StreamResponse:
+        """A failure after the start: one error event and `[DONE]`, recorded as failed."""
+        assert self.response is not None
+        self.record.fail(200, error.code, error.message)
+        with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError):
+            async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
+                await self.response.write(
+                    sse_event(error_body(error.status, error.code, error.message, error.param))
+                )
+                await self.response.write(DONE_EVENT)
+        return self.response
+
+    async def error(self, error: SparksError) -> web.StreamResponse:
+        """The response for a failure anywhere in the request, started or not."""
+        if self.started:
+            return await self._end_stream(error)
+        if error.status >= 500:
+            self.record.fail(error.status, error.code, error.message)
+        else:
+            self.record.reject(error.status, error.code, error.message)
+        return web.Response(
+            status=error.status,
+            body=error.body_bytes(self.include_trace),
+            content_type="application/json",
+            headers={k: v for k, v in error.headers.items() if header_safe(v)},
+        )
+
+    def finish(self, response: web.StreamResponse) -> None:
+        """A handler's own response (catalog views, live events): its status decides the event."""
+        if self.record.finished:
+            return
+        if response.status >= 500:
+            self.record.fail(response.status, "http_error", response.reason or "")
+        elif response.status >= 400:
+            self.record.reject(response.status, "http_error", response.reason or "")
+        else:
+            self.record.complete(response.status)
+
+    def disconnected(self) -> None:
+        if not self.record.finished:
+            self.record.emit("client.disconnected", after_ms=self.record.elapsed_ms())
+            self.record.fail(499, "client_disconnected", "the client closed the connection")

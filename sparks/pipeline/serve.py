@@ -1,0 +1,168 @@
+"""The one serving path: route → plan → `route.resolved` → open the chain or run the ghost →
+hand the answer to the responder. Chat, every other endpoint and every front call `serve`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from sparks import jsonfast
+from sparks.backends.catalog import Catalog
+from sparks.backends.reasoning import apply_reasoning, normalize_message
+from sparks.backends.upstream import Served, Upstreams
+from sparks.observe.record import RequestRecord
+from sparks.pipeline.answer import Answer
+from sparks.pipeline.ghost_answer import Ghosts
+from sparks.pipeline.plan import Plan, backend_plan, wants_ghost
+from sparks.pipeline.relay import ChunkRelay
+from sparks.pipeline.responder import Responder
+from sparks.pipeline.sse import StreamBroken, data_payloads
+from sparks.protocol import ChatRequest
+from sparks.routing import Target
+
+FormFactory = Callable[[Target], aiohttp.FormData]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the pipeline sees it, whichever front it came through."""
+
+    path: str  # the upstream path: /chat/completions, /embeddings, ...
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    include_usage: bool = False
+    chat: ChatRequest | None = None  # set for chat requests: only those can reach a ghost
+    raw: bool = False  # the answer's bytes pass through untouched (audio)
+    form: FormFactory | None = None  # multipart uploads build a fresh form per attempt
+
+
+class Pipeline:
+    """The long-lived parts a request is served with (one per app)."""
+
+    def __init__(
+        self, catalog: Catalog, upstreams: Upstreams, ghosts: Ghosts, log_content: bool
+    ) -> None:
+        self.catalog = catalog
+        self.upstreams = upstreams
+        self.ghosts = ghosts
+        self.log_content = log_content
+
+    async def serve(self, responder: Responder, call: Call) -> web.StreamResponse:
+        record = responder.record
+        route = self.catalog.table.resolve(call.model)
+        if call.chat is not None and wants_ghost(route):
+            plan = await self.ghosts.plan(route, call.chat, record)
+            record.emit("route.resolved", **plan.event_fields())
+            answer = await self.ghosts.answer(plan, call.chat, record, self.log_content)
+            return await responder.answer(answer)
+        plan = backend_plan(route, ghosts_allowed=False)
+        record.emit("route.resolved", **plan.event_fields())
+        served = await self.upstreams.open_chain(
+            plan.chain,
+            call.path,
+            lambda target: self._upstream_body(call, target),
+            record,
+            stream=call.stream,
+            raw=call.raw,
+        )
+        record.upstream_ms = served.upstream_ms
+        record.fallback_from = served.fallback_from
+        self.catalog.note_use(route, served.target)
+        return await responder.answer(self._backend_answer(plan, served, call, record, responder))
+
+    def _upstream_body(self, call: Call, target: Target) -> bytes | aiohttp.FormData:
+        """Every field forwarded unchanged but `model`, the reasoning fields (mapped to the
+        model's dialect) and, for streams, `stream_options.include_usage` (always requested)."""
+        if call.form is not None:
+            return call.form(target)
+        body = call.body
+        if call.chat is not None:
+            mapped = apply_reasoning(body, self.catalog.dialect(target))
+            body = dict(body) if mapped is body else mapped
+        else:
+            body = dict(body)
+        body["model"] = target.upstream_model
+        if call.stream:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return jsonfast.dumps(body)
+
+    def _backend_answer(
+        self,
+        plan: Plan,
+        served: Served,
+        call: Call,
+        record: RequestRecord,
+        responder: Responder,
+    ) -> Answer:
+        target = served.target
+        headers = {"X-Sparks-Route": f"{target.kind}:{target.sparks_id}"}
+        if served.fallback_from:
+            headers["X-Sparks-Fallback-From"] = served.fallback_from
+        answer = Answer(target.sparks_id, headers, close=served.close)
+        if call.raw or call.form is not None:
+            assert served.response is not None
+            answer.body = _raw_body(served.response)
+            answer.content_type = served.response.headers.get(
+                "Content-Type", "application/octet-stream"
+            )
+        elif call.stream:
+            answer.events = self._relay(served, call, record)
+        else:
+            answer.payload = self._rewrite_payload(served, record, responder.include_trace)
+            answer.content = _message_of(answer.payload)
+        return answer
+
+    async def _relay(
+        self, served: Served, call: Call, record: RequestRecord
+    ) -> AsyncIterator[bytes]:
+        assert served.response is not None
+        relay = ChunkRelay(served.target.sparks_id, call.include_usage)
+        try:
+            async for payload in data_payloads(served.response.content.iter_any()):
+                out = relay.feed(payload)
+                if out is not None:
+                    yield out
+            tail = relay.finish()
+            if tail is not None:
+                yield tail
+        finally:
+            record.usage = relay.usage
+            record.cost = self.catalog.cost(served.target, relay.usage)
+
+    def _rewrite_payload(self, served: Served, record: RequestRecord, include_trace: bool) -> Any:
+        """A whole upstream JSON answer with `model` rewritten to the Sparks id."""
+        payload = served.payload
+        if isinstance(payload, dict):
+            if "model" in payload:
+                payload["model"] = served.target.sparks_id
+            usage = payload.get("usage")
+            if isinstance(usage, dict):
+                record.usage = usage
+                record.cost = self.catalog.cost(served.target, usage)
+            choices = payload.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                    normalize_message(choice["message"])
+            if include_trace:
+                payload["route_trace"] = [a.trace() for a in served.attempts]
+        return payload
+
+
+async def _raw_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+        raise StreamBroken(f"upstream body broke: {type(exc).__name__}") from None
+
+
+def _message_of(payload: Any) -> Any:
+    try:
+        return payload["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return None

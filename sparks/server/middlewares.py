@@ -1,0 +1,194 @@
+"""Middlewares, outermost first: request id + record + responder, error shaping, host/origin
+checks, auth, limiter, so a 401 or 429 is still logged (STYLE.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sparks.auth import presented_key
+from sparks.errors import SparksError
+from sparks.limiter import format_reset
+from sparks.observe.record import RequestRecord
+from sparks.pipeline.responder import Responder
+from sparks.security import cors_headers, host_allowed, origin_allowed, preflight_headers
+from sparks.server.state import (
+    CONFIG,
+    CREDENTIALS,
+    LIMITER,
+    OBSERVER,
+    PRINCIPAL,
+    RATE_HEADERS,
+    RECORD,
+    REQUEST_ID,
+    RESPONDER,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = frozenset({"/health"})
+log = logging.getLogger("sparks")
+
+
+def wants_trace(request: web.Request) -> bool:
+    return request.query.get("include_route_trace", "").lower() in ("1", "true", "yes")
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: request id, the request's record and responder, and its terminal event on
+    every path (the responder writes it)."""
+    request_id = "req_" + secrets.token_hex(12)
+    request[REQUEST_ID] = request_id
+    if request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD"):
+        return await handler(request)
+    record = RequestRecord(
+        request.app[OBSERVER],
+        request_id,
+        request.method,
+        request.path,
+        request.headers.get("User-Agent", ""),
+    )
+    responder = Responder(request, record, wants_trace(request))
+    request[RECORD] = record
+    request[RESPONDER] = responder
+    try:
+        response = await handler(request)
+    except (asyncio.CancelledError, ConnectionResetError):
+        responder.disconnected()
+        raise
+    responder.finish(response)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes an OpenAI-shaped error, or, once a stream has started, its error
+    event and `[DONE]`: nothing text/plain, no traceback, never a second response."""
+    try:
+        return await handler(request)
+    except SparksError as exc:
+        error = exc
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _from_http_exception(request, exc)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        log.exception("internal error on %s %s", request.method, request.path)
+        error = SparksError(500, "internal_error", f"Internal error ({type(exc).__name__})")
+    responder = request.get(RESPONDER)
+    if responder is None:  # a public path
+        return web.Response(
+            status=error.status, body=error.body_bytes(), content_type="application/json"
+        )
+    return await responder.error(error)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> SparksError:
+    if exc.status == 413:
+        limit = request.app[CONFIG].openai_api.max_body_bytes
+        return SparksError(
+            413, "request_too_large", f"Request body exceeds max_body_bytes ({limit} bytes)"
+        )
+    if exc.status == 404:
+        return SparksError(404, "not_found", f"No endpoint {request.method} {request.path}")
+    if exc.status == 405:
+        return SparksError(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+        )
+    return SparksError(exc.status, "http_error", exc.reason or "HTTP error")
+
+
+@web.middleware
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Host (DNS rebinding), Origin (browsers), CORS preflight and the body size limit."""
+    api = request.app[CONFIG].openai_api
+    if not host_allowed(request.headers.get("Host"), api.allowed_hosts):
+        raise SparksError(
+            403,
+            "host_not_allowed",
+            "Host header is not a loopback name or in openai_api.allowed_hosts",
+        )
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin, api.allowed_origins):
+        raise SparksError(
+            403, "origin_not_allowed", "Browser origin is not in openai_api.allowed_origins"
+        )
+    if request.method == "OPTIONS" and origin is not None:
+        return web.Response(status=204, headers=preflight_headers(origin))
+    length = request.content_length
+    if length is not None and length > api.max_body_bytes:
+        raise SparksError(
+            413,
+            "request_too_large",
+            f"Request body exceeds max_body_bytes ({api.max_body_bytes} bytes)",
+        )
+    return await handler(request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    principal = request.app[CREDENTIALS].principal_for(presented_key(request.headers))
+    if principal is None:
+        raise SparksError(
+            401,
+            "invalid_api_key",
+            "Missing or invalid API key: send 'Authorization: Bearer <key>' "
+            "(see `sparks key show`)",
+            headers={"WWW-Authenticate": 'Bearer realm="sparks"'},
+        )
+    request[PRINCIPAL] = principal
+    request[RECORD].principal = principal
+    return await handler(request)
+
+
+@web.middleware
+async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    bucket = request.app[LIMITER]
+    if bucket is None or request.path in PUBLIC_PATHS:
+        return await handler(request)
+    decision = bucket.try_acquire()
+    request[RATE_HEADERS] = {
+        "x-ratelimit-limit-requests": str(bucket.per_minute),
+        "x-ratelimit-remaining-requests": str(decision.remaining),
+        "x-ratelimit-reset-requests": format_reset(decision.reset_s),
+    }
+    if not decision.allowed:
+        raise SparksError(
+            429,
+            "rate_limit_exceeded",
+            f"Rate limit of {bucket.per_minute} requests/minute (burst "
+            f"{int(bucket.capacity)}) exceeded; retry after {decision.retry_after_s}s",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
+    return await handler(request)
+
+
+MIDDLEWARES = (
+    observe_middleware,
+    error_middleware,
+    guard_middleware,
+    auth_middleware,
+    limit_middleware,
+)
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every response carries, set just before they are sent (streams included)."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+    rate = request.get(RATE_HEADERS)
+    if rate:
+        response.headers.update(rate)
+    origin = request.headers.get("Origin")
+    if origin and origin_allowed(origin, request.app[CONFIG].openai_api.allowed_origins):
+        for name, value in cors_headers(origin).items():
+            response.headers.setdefault(name, value)
