@@ -36,7 +36,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise SparksError(400, "invalid_json", "The request body is empty; expected a JSON object")
     try:
         body = jsonfast.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError and jsonfast.TooDeep are ValueErrors too
         raise SparksError(
             400, "invalid_json", f"The request body is not valid JSON: {exc}"
         ) from None
@@ -66,6 +66,8 @@ def require_model(body: dict[str, Any]) -> str:
     model = body["model"]
     if not isinstance(model, str) or not model.strip():
         raise invalid_value("model", "'model' must be a non-empty string")
+    if not model.isprintable():
+        raise invalid_value("model", "'model' must not contain control characters")
     return model
 
 
@@ -128,12 +130,6 @@ def sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + jsonfast.dumps(payload) + b"\n\n"
 
 
-def completion_id() -> str:
-    import secrets
-
-    return "chatcmpl-" + secrets.token_hex(12)
-
-
 def chat_chunk(
     cid: str,
     model: str,
@@ -176,13 +172,3 @@ def chat_completion(
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": usage,
     }
-
-
-def sum_usage(total: dict[str, int], more: dict[str, Any] | None) -> dict[str, int]:
-    if not more:
-        return total
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        value = more.get(key)
-        if isinstance(value, int):
-            total[key] = total.get(key, 0) + value
-    return total

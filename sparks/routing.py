@@ -88,7 +88,6 @@ class RouteTable:
                 self.exact[model] = Route(
                     model, "backend", (self._backend_target(backends[0], model),)
                 )
-        self.backend_models = {b: tuple(m) for b, m in backend_models.items()}
         self.problems: list[str] = []
         for alias in config.aliases:
             self.exact[alias] = Route(alias, "alias", self._expand_alias(alias), alias=alias)

@@ -76,16 +76,18 @@ class Catalog:
         return [name for name, b in self.config.backends.items() if b.models is None]
 
     async def refresh(self, upstreams: Upstreams, timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
-        """Ask every backend without a configured list for GET {base_url}/models, concurrently."""
-        names = self.needs_discovery()
+        """Probe every backend with GET {base_url}/models, concurrently: each answer (or failure)
+        updates its reachability; backends without a configured list also take their models."""
+        names = list(self.config.backends)
         if not names:
             return
         results = await asyncio.gather(
             *(self._discover(upstreams, name, timeout_s) for name in names)
         )
+        discovering = set(self.needs_discovery())
         changed = False
         for name, found in zip(names, results, strict=True):
-            if found is None:
+            if found is None or name not in discovering:
                 continue
             ids = tuple(found)
             self.discovered[name] = found
@@ -116,7 +118,7 @@ class Catalog:
             health.reachable, health.last_error = False, message
             return None
         self.discovery_errors.pop(name, None)
-        health.reachable, health.last_ok = True, time.time()
+        health.reachable, health.last_error = True, None
         return found
 
     async def refresh_forever(self, upstreams: Upstreams, interval_s: float = REFRESH_INTERVAL_S):
@@ -189,7 +191,7 @@ class Catalog:
         else:
             first = route.chain[0] if route.chain else None
             if route.kind == "alias":
-                meta["chain"] = [t.sparks_id for t in route.chain]
+                meta["chain"] = list(self.config.aliases[route.alias or ""])  # as configured
                 meta["local"] = all(t.local for t in route.chain)
             if first is not None and first.backend:
                 self._backend_fields(entry, meta, first.backend, first.upstream_model or "")

@@ -6,9 +6,10 @@ Routing decides *which* targets; this module only tries them in order and report
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,8 @@ from sparks.routing import Target
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024
+ERROR_MESSAGE_CHARS = 500
+ERROR_EXCERPT_CHARS = 160
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
@@ -34,6 +37,10 @@ class Attempt:
     latency_ms: float = 0.0
     retry_after: str | None = None
     body: bytes = b""
+    content_type: str = ""
+
+    def error_text(self) -> str:
+        return summarize_error_body(self.body, self.content_type)
 
     def trace(self) -> dict[str, Any]:
         return {
@@ -55,7 +62,6 @@ class Served:
     upstream_ms: float
     response: aiohttp.ClientResponse | None = None
     payload: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fallback_from(self) -> str | None:
@@ -71,8 +77,6 @@ class Served:
 class BackendHealth:
     reachable: bool | None = None
     last_error: str | None = None
-    last_ok: float | None = None
-    last_failure: float | None = None
     cooldown_until: float = 0.0  # monotonic; skipped in chains until then
 
     def cooldown_left(self, now: float | None = None) -> float:
@@ -130,7 +134,6 @@ class Upstreams:
         record: RequestRecord,
         *,
         stream: bool,
-        content_type: str = "application/json",
         raw: bool = False,
     ) -> Served:
         """Try each target in order until one answers; raise the SPEC §4.2 error when none does.
@@ -148,7 +151,7 @@ class Upstreams:
                 _emit_attempt(record, skipped, number)
                 continue
             attempt, served = await self._attempt(
-                target, path, make_body(target), stream, content_type, raw
+                target, path, make_body(target), stream, raw
             )
             attempts.append(attempt)
             _emit_attempt(record, attempt, number)
@@ -167,14 +170,13 @@ class Upstreams:
         path: str,
         body: bytes | aiohttp.FormData,
         stream: bool,
-        content_type: str,
         raw: bool = False,
     ) -> tuple[Attempt, Served | None]:
         backend = self.backends[target.backend or ""]
         attempt = Attempt(target)
         headers = dict(self._auth[backend.name])
         if isinstance(body, bytes):
-            headers["Content-Type"] = content_type
+            headers["Content-Type"] = "application/json"
         start = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         try:
@@ -189,11 +191,12 @@ class Upstreams:
                 attempt.kind = "status"
                 attempt.body = await _read_capped(response, ERROR_BODY_BYTES, strict=False)
                 attempt.retry_after = response.headers.get("Retry-After")
-                attempt.error = f"HTTP {response.status}: {_error_text(attempt.body)}"
+                attempt.content_type = response.headers.get("Content-Type", "")
+                attempt.error = f"HTTP {response.status}: {attempt.error_text()}"
                 response.close()
                 return _finish(attempt, start), None
             if stream or raw:
-                served = Served(target, [], 0.0, response=response, headers=response.headers)
+                served = Served(target, [], 0.0, response=response)
                 _finish(attempt, start)
                 served.upstream_ms = attempt.latency_ms
                 return attempt, served
@@ -201,9 +204,7 @@ class Upstreams:
             payload = _parse_payload(raw, response.headers.get("Content-Type", ""))
             response.release()
             _finish(attempt, start)
-            return attempt, Served(
-                target, [], attempt.latency_ms, payload=payload, headers=response.headers
-            )
+            return attempt, Served(target, [], attempt.latency_ms, payload=payload)
         except _Invalid as exc:
             attempt.kind, attempt.error = "invalid", str(exc)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
@@ -237,12 +238,11 @@ class Upstreams:
         health = self.health.get(target.backend or "")
         if health is None:
             return
-        now = time.time()
         if attempt.kind == "ok" or (attempt.kind == "status" and (attempt.status or 0) < 500):
-            health.reachable, health.last_ok = True, now
+            health.reachable = True
             health.cooldown_until = 0.0
             return
-        health.last_failure, health.last_error = now, attempt.error
+        health.last_error = attempt.error
         health.reachable = attempt.kind != "connect"
         if attempt.kind in ("connect", "timeout"):
             cooldown = self.backends[target.backend or ""].cooldown_s
@@ -302,16 +302,36 @@ def _parse_payload(raw: bytes, content_type: str) -> Any:
         raise _Invalid(f"invalid JSON from upstream: {exc}") from None
 
 
-def _error_text(body: bytes) -> str:
+def summarize_error_body(body: bytes, content_type: str = "") -> str:
+    """An upstream error body in a line: the `error.message` of a JSON error, else the content
+    type and a short plain-text excerpt (an HTML page is stripped of its tags), never raw."""
     try:
         data = json.loads(body)
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            return str(data["error"].get("message", ""))[:300]
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"][:300]
-    except ValueError:
-        pass
-    return body[:200].decode("utf-8", "replace").strip() or "(empty body)"
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return _clean(str(error["message"]), ERROR_MESSAGE_CHARS)
+        if isinstance(error, str) and error:
+            return _clean(error, ERROR_MESSAGE_CHARS)
+    kind = content_type.split(";")[0].strip() or "no content type"
+    text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
+    if "html" in kind or text.lstrip()[:1] == "<":
+        text = _TAGS.sub(" ", _SCRIPTS.sub(" ", text))
+    excerpt = _clean(text, ERROR_EXCERPT_CHARS)
+    return f"{kind}, {len(body)} bytes" + (f": {excerpt}" if excerpt else "")
+
+
+_SCRIPTS = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def _clean(text: str, limit: int) -> str:
+    """One line of printable text, at most `limit` characters."""
+    text = _SPACE.sub(" ", "".join(c if c.isprintable() else " " for c in text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _connect_text(backend: BackendConfig, exc: Exception) -> str:
@@ -331,14 +351,14 @@ def passthrough_error(attempt: Attempt, attempts: list[Attempt]) -> SparksError:
     except ValueError:
         pass
     code = str(error.get("code") or f"upstream_{status}") if error else f"upstream_{status}"
-    message = (
-        str(error.get("message")) if error and error.get("message") else _error_text(attempt.body)
-    )
+    if not code.isprintable() or len(code) > 100:
+        code = f"upstream_{status}"
+    message = attempt.error_text()
     exc = SparksError(
         status,
         code,
         f"{attempt.target.sparks_id}: {message}",
-        param=error.get("param") if error else None,
+        param=error["param"] if error and isinstance(error.get("param"), str) else None,
         headers=headers,
     )
     exc.route_trace = [a.trace() for a in attempts]

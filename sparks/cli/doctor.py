@@ -108,7 +108,7 @@ def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
     except ConfigError as exc:
         return [Check("ghosts", False, str(exc))]
     for spec in specs:
-        model = spec.model or _first_model(catalog)
+        model = spec.model or catalog.first_model(local_only=False)
         if not model:
             ok, detail = False, "no model: configure a backend or ghost_defaults.model"
         else:
@@ -122,13 +122,6 @@ def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
         detail += f"; workspace {spec.workspace}; sandbox {sandbox}"
         checks.append(Check(f"ghost {spec.name}", ok and sandbox_ok, detail))
     return checks
-
-
-def _first_model(catalog: Catalog) -> str:
-    for backend, models in catalog.models.items():
-        if models:
-            return f"{backend}/{models[0]}"
-    return ""
 
 
 def sandbox_summary(mode: str) -> tuple[str, bool]:

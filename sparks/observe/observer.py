@@ -213,7 +213,3 @@ def render_console(record: dict[str, Any], color: bool = False) -> str:
     if color:
         label = _COLORS.get(str(record.get("level")), "") + label + "\x1b[0m"
     return f"{ts} {label} {rid:>8} " + " ".join(parts)
-
-
-def monotonic_ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
