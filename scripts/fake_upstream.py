@@ -234,7 +234,8 @@ def json_answer(payload: dict[str, Any], control: dict[str, Any]) -> web.Respons
     """A JSON 200, or the broken bodies real upstreams sometimes send instead."""
     kind = control.get("body")
     if kind == "html":
-        return web.Response(text=HTML_PAGE, content_type="text/html")
+        status = control.get("html_status", 200)
+        return web.Response(text=HTML_PAGE, content_type="text/html", status=status)
     text = dumps(payload)
     if kind == "truncated":
         text = text[: max(1, len(text) // 2)]
@@ -472,11 +473,26 @@ async def chat_completions(request: web.Request, record: RecordedRequest) -> web
         return await write_stream(
             request, (head + chunks[:2], [*GARBAGE_EVENTS, DONE_EVENT], []), {}
         )
+    if isinstance(control.get("raw_events"), list):
+        return await write_raw_events(request, control)
     if not body.get("stream"):
         return json_answer(chat_json(model, plan), control)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     enc = ChunkEncoder("chat.completion.chunk", completion_id, int(time.time()), model)
     return await write_stream(request, chat_events(enc, plan, wants_usage(body)), control)
+
+
+async def write_raw_events(request: web.Request, control: dict[str, Any]) -> web.StreamResponse:
+    """``raw_events``: each string goes out verbatim as one ``data:`` event (a list or object is
+    JSON-encoded first), then ``[DONE]`` unless ``"done": false``, the way a misbehaving server
+    would stream."""
+    events = [
+        b"data: " + (e if isinstance(e, str) else dumps(e)).encode() + b"\n\n"
+        for e in control["raw_events"]
+    ]
+    if control.get("done", True):
+        events.append(DONE_EVENT)
+    return await write_stream(request, ([], events, []), {})
 
 
 # ---------------------------------------------------------------- other endpoints

@@ -147,3 +147,17 @@ def test_doctor_reports_each_check_and_fails_on_unreachable_backend(tmp_path: Pa
     assert checks["config"]["ok"] and checks["port"]["ok"]
     assert not checks["backend dead"]["ok"]
     assert "sandbox" in checks["ghost coder"]["detail"]
+
+
+def test_doctor_probes_a_backend_whose_models_are_listed_in_config(tmp_path: Path) -> None:
+    """A static model list is no proof of life: the backend is probed and fails the check."""
+    cfg = write(
+        tmp_path,
+        f'[openai_api]\nbind = "127.0.0.1:{free_port()}"\n'
+        f'[backends.dead]\nbase_url = "http://127.0.0.1:{free_port()}/v1"\nmodels = ["m"]\n',
+    )
+    result = CliRunner().invoke(main, ["doctor", "--json", "--config", cfg])
+    assert result.exit_code == 1
+    checks = {c["check"]: c for c in json.loads(result.stdout)}
+    assert not checks["backend dead"]["ok"]
+    assert "models" not in checks["backend dead"]["detail"].split(":")[-1]
