@@ -163,15 +163,44 @@ def default_config_dir() -> Path:
 
 
 def find_config_path(explicit: str | None) -> Path | None:
-    """--config, else $SPARKS_CONFIG, else ./config.toml, else config.toml in the user config dir."""
+    """--config, else $SPARKS_CONFIG, else ./config.toml (unless a ghost could have written it),
+    else config.toml in the user config dir."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("SPARKS_CONFIG")
     if env:
         return Path(env)
-    for candidate in (Path("config.toml"), default_config_dir() / "config.toml"):
-        if candidate.is_file():
-            return candidate
+    user_config = default_config_dir() / "config.toml"
+    if Path("config.toml").is_file() and ignored_cwd_config() is None:
+        return Path("config.toml")
+    return user_config if user_config.is_file() else None
+
+
+def ignored_cwd_config() -> str | None:
+    """Why ./config.toml is not read, or None when it may be (SPEC §5.2).
+
+    A file a ghost can write must not decide how Sparks runs (a ghost could otherwise turn its
+    own sandbox off for the next start). Which ghosts could have written it is judged by the
+    config that would be in use without it: the user config dir's file, else the defaults,
+    whose `coder` works in the current directory, so by default ./config.toml is ignored."""
+    candidate = Path("config.toml")
+    if not candidate.is_file() or os.environ.get("SPARKS_CONFIG"):
+        return None
+    user_config = default_config_dir() / "config.toml"
+    try:
+        fallback = (
+            load_config(str(user_config)) if user_config.is_file() else parse_config({}, None)
+        )
+    except ConfigError:
+        fallback = parse_config({}, None)
+    where = candidate.resolve()
+    for ghost in fallback.ghosts:
+        workspace = Path(ghost.workspace).expanduser().resolve()
+        if not ghost.read_only and where.is_relative_to(workspace):
+            return (
+                f"./config.toml is ignored: it lies in ghost {ghost.name}'s writable workspace "
+                f"({workspace}); name it with --config (or $SPARKS_CONFIG) to use it"
+            )
     return None
 
 

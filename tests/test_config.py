@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparks.config import load_config, parse_config
+from sparks.config import ignored_cwd_config, load_config, parse_config
 from sparks.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,13 +68,34 @@ def test_alias_colliding_with_ghost_id_is_refused() -> None:
 def test_config_search_order_prefers_env_then_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "config.toml").write_text('[openai_api]\nprincipal = "cwd"\n')
+    """./config.toml is read when the user config puts every writable ghost elsewhere."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.toml").write_text('[openai_api]\nprincipal = "cwd"\n')
+    user_dir = tmp_path / "config" / "sparks"
+    user_dir.mkdir(parents=True)
+    (user_dir / "config.toml").write_text(
+        f'[[ghosts]]\nname = "coder"\ndescription = "c"\nworkspace = "{tmp_path / "ws"}"\n'
+        '[openai_api]\nprincipal = "user"\n'
+    )
     env_file = tmp_path / "env.toml"
     env_file.write_text('[openai_api]\nprincipal = "env"\n')
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(project)
     assert load_config().openai_api.principal == "cwd"
     monkeypatch.setenv("SPARKS_CONFIG", str(env_file))
     assert load_config().openai_api.principal == "env"
+
+
+def test_a_cwd_config_a_ghost_could_have_written_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 row 6: a ghost wrote ./config.toml (the default coder works in serve's cwd)
+    setting sandbox = "none"; the next start must not read it unless --config names it."""
+    (tmp_path / "config.toml").write_text('[ghost_defaults]\nsandbox = "none"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config().ghost_defaults.sandbox == "auto"
+    assert "coder's writable workspace" in (ignored_cwd_config() or "")
+    assert load_config("config.toml").ghost_defaults.sandbox == "none"
 
 
 def test_example_config_parses_and_documents_every_key() -> None:

@@ -193,7 +193,7 @@ def test_fuzzed_requests_get_documented_statuses_and_shaped_errors(
     daemon: tuple[str, Path],
 ) -> None:
     base, events_path = daemon
-    seen: list[str] = []
+    seen: list[tuple[str, int]] = []
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
@@ -235,14 +235,16 @@ def test_fuzzed_requests_get_documented_statuses_and_shaped_errors(
             data = resp.read()
             check(resp.status, resp.headers, data, method, path)
             if path != "/health":
-                seen.append(resp.headers["x-request-id"])
+                seen.append((resp.headers["x-request-id"], resp.status))
 
         one()
     finally:
         conn.close()
     terminal = Counter(
-        e["request_id"]
+        e.get("request_id")
         for e in read_events(events_path)
         if e["event"] in ("request.completed", "request.failed", "request.rejected")
     )
-    assert seen and all(terminal[rid] == 1 for rid in seen)
+    # keyless refusals past the flood bound (SPEC §8) are counted in a summary line instead
+    assert seen and all(terminal[rid] == 1 for rid, status in seen if status not in (401, 403))
+    assert all(terminal[rid] <= 1 for rid, status in seen if status in (401, 403))

@@ -10,7 +10,7 @@ from sparks import keys
 from sparks.backends.catalog import Catalog
 from sparks.backends.detect import apply_detected, detect_backends
 from sparks.backends.upstream import Upstreams
-from sparks.config import Config
+from sparks.config import Config, ignored_cwd_config
 from sparks.errors import ConfigError, SparksError
 from sparks.security import is_loopback_host
 
@@ -36,6 +36,8 @@ def _port_free(host: str, port: int) -> tuple[bool, str]:
 
 async def run_checks(config: Config, path: Path | None) -> list[Check]:
     checks = [Check("config", True, str(path) if path else "no file; built-in defaults")]
+    if path is None and (ignored := ignored_cwd_config()):
+        checks.append(Check("config (cwd)", False, ignored, warn_only=True))
     try:
         found = keys.find_main_key(config)
         checks.append(

@@ -29,6 +29,7 @@ from sparks.observe.event_log import (
     parse_since,
     read_events,
 )
+from sparks.observe.observer import printable
 
 TERMINAL_EVENTS = frozenset({"request.completed", "request.failed", "request.rejected"})
 FOLLOW_HOLD_S = 1.5
@@ -181,6 +182,7 @@ class StoryPrinter:
         self.last_rid: str | None = None
 
     def feed(self, record: dict[str, Any]) -> None:
+        record = printable(record)
         rid = record.get("request_id")
         if not isinstance(rid, str) or not rid:
             self.echo(f"{click.style(_clock(record), dim=True)}  {self._single(record)}")

@@ -7,6 +7,8 @@ from typing import Any
 
 from sparks.observe.observer import Observer
 
+UNAUTHENTICATED_STATUSES = frozenset({401, 403})
+
 
 class RequestRecord:
     """Collects a request's facts and writes its events; the terminal event is written once."""
@@ -112,7 +114,17 @@ class RequestRecord:
         self._terminal("request.failed", status, code, error)
 
     def reject(self, status: int, code: str, error: str) -> None:
-        """A request refused for what it was (4xx: input, auth, limits)."""
+        """A request refused for what it was (4xx: input, auth, limits). Refusals before anyone
+        was authenticated pass the flood bound (SPEC §8) and may be only counted."""
+        if (
+            self.principal is None
+            and status in UNAUTHENTICATED_STATUSES
+            and not self.finished
+            and not self._received
+            and not self.observer.flood.admit(status, code)
+        ):
+            self.finished = True
+            return
         self._terminal("request.rejected", status, code, error)
 
     def _terminal(self, event: str, status: int, code: str, error: str) -> None:

@@ -14,7 +14,7 @@ import click
 
 from sparks import __version__
 from sparks.auth import Credentials
-from sparks.config import Config, ConfigError, split_bind
+from sparks.config import Config, ConfigError, ignored_cwd_config, split_bind
 from sparks.errors import StartupError
 from sparks.security import is_loopback_host
 from sparks.server.app import create_app, serve_until_stopped, with_bind
@@ -68,6 +68,8 @@ def run(
         note = " (generated now)" if generated else ""
         click.echo(f"Sparks {__version__} serving http://{api.bind}/v1")
         click.echo(f"  config:  {config.source}")
+        if config.path is None and (ignored := ignored_cwd_config()):
+            click.echo(f"  warning: {ignored}")
         click.echo(f"  key:     {main_key.source}{note}  (print it with `sparks key show`)")
         if clients:
             click.echo(f"  clients: {', '.join(c.principal for c in clients)}")
