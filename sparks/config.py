@@ -38,6 +38,7 @@ class OpenAIApiConfig:
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 16 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    header_timeout_s: float = 30.0  # a connection without a complete request by then is closed
 
     @property
     def host(self) -> str:

@@ -67,7 +67,7 @@ def require_model(body: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model.strip():
         raise invalid_value("model", "'model' must be a non-empty string")
     if not model.isprintable():
-        raise invalid_value("model", "'model' must not contain control characters")
+        raise invalid_value("model", "'model' must not contain control or invisible characters")
     return model
 
 

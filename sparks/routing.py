@@ -84,13 +84,18 @@ class RouteTable:
                 owners.setdefault(model, []).append(backend)
         self.ambiguous = {m: tuple(b) for m, b in owners.items() if len(b) > 1}
         for model, backends in owners.items():
-            if len(backends) == 1 and model not in self.exact:
+            if len(backends) == 1 and model not in self.exact and not self._names_backend(model):
                 self.exact[model] = Route(
                     model, "backend", (self._backend_target(backends[0], model),)
                 )
         self.problems: list[str] = []
         for alias in config.aliases:
             self.exact[alias] = Route(alias, "alias", self._expand_alias(alias), alias=alias)
+
+    def _names_backend(self, model: str) -> bool:
+        """`x/…` with a configured backend `x` means that backend (rule 4 before rule 5)."""
+        backend, sep, rest = model.partition("/")
+        return bool(sep and rest and backend in self.backends)
 
     def _backend_target(self, backend: str, model: str) -> Target:
         return Target(

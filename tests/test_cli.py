@@ -161,3 +161,19 @@ def test_doctor_probes_a_backend_whose_models_are_listed_in_config(tmp_path: Pat
     checks = {c["check"]: c for c in json.loads(result.stdout)}
     assert not checks["backend dead"]["ok"]
     assert "models" not in checks["backend dead"]["detail"].split(":")[-1]
+
+
+def test_key_where_on_a_key_file_readable_by_others_is_a_clear_exit_2(
+    isolated_home: MemoryKeyring, tmp_path: Path
+) -> None:
+    """Issue 10 row 20: it printed a traceback."""
+    from sparks.keys import key_file_path
+
+    path = key_file_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sk-file-key-0123456789abcdef0123456789\n")
+    path.chmod(0o640)
+    result = CliRunner().invoke(main, ["key", "where", "--config", static_config(tmp_path)])
+    assert result.exit_code == 2
+    assert "chmod 600" in result.stderr and "Traceback" not in result.output
+    assert "sk-file-key" not in result.output

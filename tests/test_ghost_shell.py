@@ -1,4 +1,4 @@
-"""The ghost `shell` tool: scrubbed env, read-only allowlist, timeouts, kill on cancel, bwrap jail."""
+"""The ghost `shell` tool: allowlisted env, timeouts, kill on cancel, and the bwrap jail."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sparks.ghosts import shell
-from sparks.ghosts.shell import SandboxUnavailable, ShellRefused, read_only_argv, sandbox_in_effect
+from sparks.ghosts import jail, shell
+from sparks.ghosts.jail import SandboxUnavailable, sandbox_in_effect
 from sparks.ghosts.tools import ToolContext, ToolResult, run_tool
 
 _marker_numbers = itertools.count(1)
@@ -30,17 +30,26 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
+def require_bwrap() -> None:
+    """Skip a jailed test where bubblewrap cannot run, except under CI=true, where it fails."""
+    problem = jail.bwrap_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the bubblewrap jail must work in CI: {problem}")
+    pytest.skip(problem)
+
+
 @pytest.fixture
 def bwrap_works() -> None:
-    if sandbox_in_effect("auto") != "bwrap":
-        pytest.skip("bubblewrap is not installed or cannot create namespaces in this environment")
+    require_bwrap()
 
 
 @pytest.fixture(params=["none", "bwrap"])
 def sandbox(request: pytest.FixtureRequest) -> str:
-    """Runs a test without a jail and, where bubblewrap works, inside one."""
+    """Runs a test without a jail and inside one."""
     if request.param == "bwrap":
-        request.getfixturevalue("bwrap_works")
+        require_bwrap()
     return request.param
 
 
@@ -71,6 +80,10 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def contents(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
 def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
@@ -84,20 +97,22 @@ async def wait_until(predicate: object, within_s: float) -> bool:
     return bool(predicate())  # type: ignore[operator]
 
 
-async def test_env_has_no_api_keys_tokens_or_sparks_vars(
+async def test_env_is_built_from_the_allowlist_only(
     ws: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.setenv("SPARKS_OPENAI_API_KEY", "sk-sparks")
-    monkeypatch.setenv("GITHUB_TOKEN", "ghp-token")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
-    monkeypatch.setenv("DATABASE_URL", "postgres://app:hunter2@db/app")
-    monkeypatch.setenv("HARMLESS_SETTING", "visible")
+    monkeypatch.setenv("MYSQL_PWD", "mysql-secret")
+    monkeypatch.setenv("HARMLESS_SETTING", "not passed either")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("LC_TIME", "C")
     result = await sh(ctx_for(ws, sandbox), "env")
     assert result.ok, result.output
-    for leaked in ("sk-test", "sk-sparks", "ghp-token", "aws-secret", "hunter2", "_API_KEY"):
-        assert leaked not in result.output
-    assert "HARMLESS_SETTING=visible" in result.output
+    names = sorted(line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line)
+    allowed = {"PATH", "HOME", "LANG", "LC_TIME", "TZ", "TMPDIR", "PWD", "SHLVL", "OLDPWD", "_"}
+    assert set(names) - allowed <= set(shell.FIXED_ENV), names
+    assert "LANG=C.UTF-8" in result.output and "mysql-secret" not in result.output
+    if sandbox == "bwrap":
+        assert f"HOME={jail.JAIL_HOME}" in result.output
 
 
 async def test_exit_code_and_stderr_are_in_the_output(ws: Path) -> None:
@@ -154,56 +169,26 @@ async def test_background_jobs_do_not_outlive_the_call(ws: Path) -> None:
     "command",
     [
         "rm a.txt",
-        "ls; rm -rf x",
-        "ls && rm a.txt",
         "cat a.txt > b.txt",
-        "cat a.txt | wc -l",
-        "echo $(whoami)",
-        "echo `whoami`",
-        "cat $HOME/.bashrc",
-        "find . -delete",
-        "find . -exec rm {} \\;",
-        "sort -o out.txt a.txt",
+        "tree -R -H . -o out.html",
         "uniq a.txt out.txt",
-        "rg --pre sh alpha",
-        "git push",
-        "git -C / status",
-        "git diff --output=x",
-        "/bin/rm a.txt",
-        "cat ../outside/x",
-        "cat /etc/passwd",
-        "cat .env",
-        "ls *.txt",
-        "python -c 'print(1)'",
+        "sort -o a.txt a.txt",
+        "git init -q",
+        "mkdir d",
+        "touch $HOME/x /tmp/y; ls",
     ],
 )
-async def test_read_only_shell_refuses(ws: Path, command: str) -> None:
-    before = names(ws)
-    result = await sh(ctx_for(ws, read_only=True), command)
-    assert not result.ok
-    assert result.output.startswith("refused:"), result.output
-    assert names(ws) == before
-
-
-@pytest.mark.parametrize(
-    ("command", "expected"),
-    [
-        ("ls", "a.txt"),
-        ("ls -la .", "a.txt"),
-        ("cat a.txt", "alpha"),
-        ("grep -n beta a.txt", "2:beta"),
-        ("grep -rn 'alpha|beta' .", "[exit code 1]"),
-        ("find . -name '*.txt'", "./a.txt"),
-        ("wc -l a.txt", "2 a.txt"),
-        ("echo 'a; b | c'", "a; b | c"),
-        ("find . -name .env", "./.env"),
-    ],
-)
-async def test_read_only_shell_accepts_read_only_programs(
-    ws: Path, command: str, expected: str
+async def test_read_only_ghost_runs_anything_in_the_jail_but_changes_nothing(
+    ws: Path, command: str, bwrap_works: None
 ) -> None:
-    result = await sh(ctx_for(ws, read_only=True), command)
-    assert expected in result.output, result.output
+    before = contents(ws)
+    await sh(ctx_for(ws, "bwrap", read_only=True), command)
+    assert contents(ws) == before
+
+
+async def test_read_only_ghost_without_jail_gets_no_shell(ws: Path) -> None:
+    result = await sh(ctx_for(ws, "none", read_only=True), "ls")
+    assert not result.ok and result.output.startswith("refused: shell is not available")
 
 
 @pytest.fixture
@@ -219,42 +204,24 @@ def git_repo(ws: Path) -> Path:
     return ws
 
 
-async def test_read_only_git_status_and_log_run(git_repo: Path, sandbox: str) -> None:
-    ws = git_repo
-    ctx = ctx_for(ws, sandbox, read_only=True)
-    status = await sh(ctx, "git status --short")
-    log = await sh(ctx, "git log --oneline")
-    assert status.ok and "?? .env" in status.output, status.output
-    assert log.ok and "first" in log.output, log.output
-
-
-async def test_read_only_recursive_grep_skips_secret_files(ws: Path) -> None:
-    result = await sh(ctx_for(ws, read_only=True), "grep -rn sk-live .")
-    assert "sk-live-from-dotenv" not in result.output
-    rg = await sh(ctx_for(ws, read_only=True), "rg --hidden -g .env sk-live")
-    assert "sk-live-from-dotenv" not in rg.output
-
-
-def test_read_only_argv_runs_the_program_without_a_shell(ws: Path) -> None:
-    argv = read_only_argv("grep -n 'a b' a.txt", ws, {"PATH": os.environ["PATH"]})
-    assert Path(argv[0]).name == "grep" and Path(argv[0]).is_absolute()
-    assert argv[1:3] == ["-n", "a b"] and "a.txt" in argv
-    with pytest.raises(ShellRefused, match="shell syntax"):
-        read_only_argv("ls\nrm a.txt", ws, {"PATH": os.environ["PATH"]})
+async def test_git_history_is_hidden_in_the_jail(git_repo: Path, bwrap_works: None) -> None:
+    ctx = ctx_for(git_repo, "bwrap", read_only=True)
+    log = await sh(ctx, "git log --oneline; ls -A .git")
+    assert "first" not in log.output and "not a git repository" in log.output.lower()
 
 
 def test_bwrap_configured_but_missing_raises_sandbox_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    shell._bwrap_probe.cache_clear()
+    jail.bwrap_problem.cache_clear()
     try:
         with pytest.raises(SandboxUnavailable, match="not installed"):
             sandbox_in_effect("bwrap")
         assert sandbox_in_effect("auto") == "none"
         assert sandbox_in_effect("none") == "none"
     finally:
-        shell._bwrap_probe.cache_clear()
+        jail.bwrap_problem.cache_clear()
     with pytest.raises(ValueError, match="auto, bwrap, none"):
         sandbox_in_effect("docker")
 
@@ -306,9 +273,20 @@ async def test_jail_hides_home_and_masks_dotenv(
 async def test_jail_makes_workspace_read_only_for_read_only_ghosts(
     ws: Path, bwrap_works: None
 ) -> None:
-    result = await sh(ctx_for(ws, "bwrap", read_only=True), "find . -newer a.txt")
-    assert result.ok, result.output
-    argv = shell.bwrap_argv("bwrap", ws, read_only=True, home=None)
-    assert ["--ro-bind", str(ws), str(ws)] == argv[
-        argv.index(str(ws)) - 1 : argv.index(str(ws)) + 2
-    ]
+    result = await sh(ctx_for(ws, "bwrap", read_only=True), "echo x > a.txt; touch new")
+    assert "Read-only file system" in result.output
+    assert names(ws) == [".env", "a.txt"] and (ws / "a.txt").read_text() == "alpha\nbeta\n"
+
+
+async def test_jail_sees_no_host_files_beyond_the_system(ws: Path, bwrap_works: None) -> None:
+    result = await sh(ctx_for(ws, "bwrap"), "ls /etc; ls /root /home /opt /var 2>&1; echo end")
+    assert "shadow" not in result.output and "gitconfig" not in result.output
+    assert result.output.rstrip().endswith("end\n[exit code 0]".rstrip())
+
+
+async def test_jail_limits_file_size(
+    ws: Path, bwrap_works: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jail, "MAX_FILE_BYTES", 1 << 20)
+    result = await sh(ctx_for(ws, "bwrap"), "head -c 3000000 /dev/zero > big; wc -c < big")
+    assert (ws / "big").stat().st_size == 1 << 20, result.output

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from sparks.ghosts import tools, workspace
-from sparks.ghosts.tools import ToolContext, args_summary, run_tool, tool_schemas
+from sparks.ghosts import jail, search, tools
+from sparks.ghosts.definitions import GhostSpec
+from sparks.ghosts.tools import (
+    ToolContext,
+    args_summary,
+    offered_tool_schemas,
+    run_tool,
+    shell_unavailable_reason,
+    tool_context,
+    tool_schemas,
+)
 
 
 @pytest.fixture
@@ -30,12 +38,12 @@ def ctx(ws: Path) -> ToolContext:
 
 @pytest.fixture(params=["ripgrep", "python"])
 def search_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a search test with ripgrep (when installed) and with the pure-Python fallback."""
+    """Runs a search test with jailed ripgrep (when it can run here) and with the Python walk."""
     if request.param == "ripgrep":
-        if shutil.which("rg") is None:
-            pytest.skip("ripgrep (apt package ripgrep) is not installed")
+        if search.jailed_ripgrep() is None:
+            pytest.skip("ripgrep or a working bubblewrap is missing")
     else:
-        monkeypatch.setattr(workspace, "_ripgrep", lambda: None)
+        monkeypatch.setattr(search, "jailed_ripgrep", lambda: None)
     return request.param
 
 
@@ -252,3 +260,60 @@ def test_args_summary_shows_content_only_with_log_content() -> None:
     assert args_summary("edit_file", edit, log_content=False) == "a.py"
     assert len(args_summary("shell", {"command": "x" * 500}, log_content=False)) == 120
     assert args_summary("search", "not a dict", log_content=False) == "// in ."  # type: ignore[arg-type]
+
+
+def spec_for(ws: Path, *, read_only: bool = False, sandbox: str = "auto") -> GhostSpec:
+    return GhostSpec(
+        name="scout" if read_only else "coder",
+        description="",
+        tools=tools.TOOL_NAMES,
+        workspace=ws,
+        read_only=read_only,
+        model="",
+        max_steps=5,
+        sandbox=sandbox,
+        soul="",
+        step_timeout_s=60,
+        run_timeout_s=600,
+    )
+
+
+def offered(spec: GhostSpec) -> list[str]:
+    return [t["function"]["name"] for t in offered_tool_schemas(spec)]
+
+
+def test_read_only_ghost_without_jail_is_not_offered_shell(ws: Path) -> None:
+    spec = spec_for(ws, read_only=True, sandbox="none")
+    assert offered(spec) == ["read_file", "list_dir", "search"]
+    assert "read_only" in (shell_unavailable_reason(spec) or "")
+    assert "shell" not in tool_context(spec, False, 5).allowed_tools
+
+
+def test_unjailed_shell_is_offered_only_to_a_writing_ghost_that_chose_it(ws: Path) -> None:
+    spec = spec_for(ws, sandbox="none")
+    assert offered(spec) == list(tools.TOOL_NAMES)
+    assert shell_unavailable_reason(spec) is None
+    assert "unjailed" in (tools.unjailed_shell_warning(spec) or "")
+
+
+def test_without_bubblewrap_auto_offers_no_shell_and_says_why(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jail, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
+    for read_only in (False, True):
+        spec = spec_for(ws, read_only=read_only, sandbox="auto")
+        assert "shell" not in offered(spec)
+        assert "bubblewrap (bwrap) is not installed" in (shell_unavailable_reason(spec) or "")
+
+
+def test_tool_context_carries_the_spec_and_the_callers_settings(ws: Path) -> None:
+    ctx = tool_context(spec_for(ws, read_only=True), log_content=True, timeout_s=7.5)
+    assert (ctx.workspace, ctx.read_only, ctx.log_content, ctx.timeout_s) == (ws, True, True, 7.5)
+    assert not ctx.allowed_tools & tools.WRITE_TOOLS
+
+
+async def test_huge_file_is_read_up_to_the_cap_and_says_so(ctx: ToolContext, ws: Path) -> None:
+    (ws / "long.txt").write_bytes(b"line\n" * (2 << 20))
+    result = await call(ctx, "read_file", path="long.txt", limit=2)
+    assert result.ok
+    assert result.output.splitlines()[0].startswith("[long.txt: lines 1-2 of at least ")

@@ -265,3 +265,38 @@ def test_invalid_config_exits_2_naming_key_and_file(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{path}: openai_api.requests_per_minut: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_connections_that_never_finish_their_headers_are_closed(
+    tmp_path: Path, fake_upstream_proc: str
+) -> None:
+    """Issue 10 row 19: 3,000 half-open header connections were all still held after 132 s."""
+    import socket
+
+    port = free_port()
+    config = write_config(tmp_path, fake_upstream_proc, port)
+    config.write_text(config.read_text().replace("[observer]", "header_timeout_s = 1\n[observer]"))
+    proc = start_serve(tmp_path, config, SPARKS_OPENAI_API_KEY=KEY)
+    sockets: list[socket.socket] = []
+    try:
+        read_line_with(proc, "events:")
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            sockets.append(sock)
+        time.sleep(2.5)
+        closed = 0
+        for sock in sockets:
+            try:
+                closed += sock.recv(1024) == b""
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == len(sockets)
+        oa = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+        assert [m.id for m in oa.models.list()]
+        oa.close()
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop(proc)

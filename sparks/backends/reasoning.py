@@ -169,7 +169,7 @@ class DeltaNormalizer:
             content = delta.get("content")
             if not isinstance(content, str) or not content:
                 continue
-            index = choice.get("index", 0)
+            index = choice.get("index") or 0
             splitter = self.splitters.get(index)
             if splitter is None:
                 splitter = self.splitters[index] = ThinkSplitter()

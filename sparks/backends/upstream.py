@@ -150,9 +150,7 @@ class Upstreams:
                 attempts.append(skipped)
                 _emit_attempt(record, skipped, number)
                 continue
-            attempt, served = await self._attempt(
-                target, path, make_body(target), stream, raw
-            )
+            attempt, served = await self._attempt(target, path, make_body(target), stream, raw)
             attempts.append(attempt)
             _emit_attempt(record, attempt, number)
             self._note_health(target, attempt)
@@ -239,7 +237,7 @@ class Upstreams:
         if health is None:
             return
         if attempt.kind == "ok" or (attempt.kind == "status" and (attempt.status or 0) < 500):
-            health.reachable = True
+            health.reachable, health.last_error = True, None
             health.cooldown_until = 0.0
             return
         health.last_error = attempt.error
@@ -348,7 +346,7 @@ def passthrough_error(attempt: Attempt, attempts: list[Attempt]) -> SparksError:
         data = json.loads(attempt.body)
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             error = data["error"]
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     code = str(error.get("code") or f"upstream_{status}") if error else f"upstream_{status}"
     if not code.isprintable() or len(code) > 100:
@@ -369,7 +367,9 @@ def exhausted_error(attempts: list[Attempt]) -> SparksError:
     """SPEC §4.2: the last entry's 4xx as it came, else 502/503/504."""
     tried = [a for a in attempts if a.kind != "skipped"]
     if not tried:
-        return SparksError(503, "no_backend", "No backend can serve this model")
+        exc = SparksError(503, "no_backend", "No backend can serve this model")
+        exc.route_trace = [a.trace() for a in attempts]
+        return exc
     last = tried[-1]
     if last.kind == "status" and last.status is not None and last.status < 500:
         return passthrough_error(last, attempts)

@@ -103,10 +103,12 @@ async def run_checks(config: Config, path: Path | None) -> list[Check]:
 
 def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
     from sparks.ghosts.definitions import ghost_specs
+    from sparks.ghosts.tools import shell_unavailable_reason, unjailed_shell_warning
+    from sparks.observe.observer import events_path
 
     checks = []
     try:
-        specs = ghost_specs(config)
+        specs = ghost_specs(config, protected=[events_path(config.observer)])
     except ConfigError as exc:
         return [Check("ghosts", False, str(exc))]
     for spec in specs:
@@ -120,22 +122,17 @@ def _ghost_checks(config: Config, catalog: Catalog) -> list[Check]:
                 detail = f"model {model} → {route.label}"
             except SparksError as exc:
                 ok, detail = False, f"model {model}: {exc.message}"
-        sandbox, sandbox_ok = sandbox_summary(spec.sandbox)
-        detail += f"; workspace {spec.workspace}; sandbox {sandbox}"
-        checks.append(Check(f"ghost {spec.name}", ok and sandbox_ok, detail))
+        unavailable = shell_unavailable_reason(spec)
+        unjailed = unjailed_shell_warning(spec)
+        if unavailable:
+            detail += (
+                f"; workspace {spec.workspace}; sandbox {spec.sandbox}: no shell: {unavailable}"
+            )
+        elif unjailed:
+            detail += f"; workspace {spec.workspace}; sandbox none: {unjailed}"
+        elif "shell" in spec.tools:
+            detail += f"; workspace {spec.workspace}; sandbox {spec.sandbox}: shell in the bubblewrap jail"
+        else:
+            detail += f"; workspace {spec.workspace}; sandbox {spec.sandbox}: no shell configured"
+        checks.append(Check(f"ghost {spec.name}", ok, detail))
     return checks
-
-
-def sandbox_summary(mode: str) -> tuple[str, bool]:
-    """Which jail `shell` runs in for a configured `sandbox` mode, and whether that mode works."""
-    from sparks.ghosts.shell import SandboxUnavailable, sandbox_in_effect
-
-    try:
-        effective = sandbox_in_effect(mode)
-    except SandboxUnavailable as exc:
-        return f"{mode} unavailable: {exc}", False
-    if effective == "none" and mode == "none":
-        return "none (configured; shell runs unjailed with a scrubbed env)", True
-    if effective == "none":
-        return "none (bubblewrap not usable; shell runs unjailed with a scrubbed env)", True
-    return "bwrap (read-only system, no network)", True

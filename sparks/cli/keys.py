@@ -112,7 +112,10 @@ def where(config_path: str | None, backend: str | None) -> None:
         status = keys.backend_key_status(config.backends[backend])
         click.echo(found.source if found else f"no key ({status})")
         return
-    found = keys.find_main_key(config)
+    try:
+        found = keys.find_main_key(config)
+    except PermissionError as exc:  # a key file readable by others: refused, never used
+        fail(str(exc), 2)
     click.echo(found.source if found else "no key yet; `sparks serve` will generate one")
     click.echo(
         f"keyring backend: {keys.keyring_backend_name()}"

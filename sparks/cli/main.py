@@ -133,10 +133,11 @@ def route(config_path: str | None, as_json: bool, model: str) -> None:
 def ghosts(config_path: str | None) -> None:
     """List ghosts: name, description, model, tools, workspace."""
     from sparks.ghosts.definitions import ghost_specs
+    from sparks.observe.observer import events_path
 
     config = load_or_exit(config_path, detect=False)
     try:
-        specs = ghost_specs(config)
+        specs = ghost_specs(config, protected=[events_path(config.observer)])
     except ConfigError as exc:
         config_failure(exc)
     for spec in specs:

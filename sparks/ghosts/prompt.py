@@ -10,8 +10,8 @@ WRITE_RULES = (
     "- write_file replaces a whole file; use it for new files.\n"
 )
 READ_ONLY_RULES = (
-    "- You are read-only: you cannot change files. shell runs one allowlisted read-only "
-    "program without a shell (no pipes, redirects or ';').\n"
+    "- You are read-only: you cannot change files; shell runs in a read-only jail of the "
+    "workspace.\n"
 )
 
 

@@ -1,78 +1,61 @@
-"""The ghost `shell` tool: run a command in the workspace, bounded in time, output and reach.
+"""The ghost `shell` tool: one command, jailed, with a bounded time, output and environment.
 
-What bounds a command:
+A command runs only inside the bubblewrap jail (jail.py), except for a ghost that is not
+`read_only` and whose config says `sandbox = "none"`: that one runs unjailed, by the user's
+explicit choice. Either way:
 
-* Environment: secrets are scrubbed (`*_API_KEY`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`,
-  `SPARKS_*`, `AWS_*`, agent and D-Bus sockets, URLs with embedded passwords, ...). HOME is
-  left as it is: without the jail, pointing it elsewhere would not stop a command reading
-  `/home/you/...` by absolute path; inside the jail the real home is an empty tmpfs anyway.
-* Time and output: every call has a timeout; the command runs in a new session, and on
-  timeout, on cancellation (client gone) and after it exits its whole process group is
-  SIGKILLed, so background jobs do not outlive the call (without the jail, a process that
-  starts its own session escapes this; in the jail the PID namespace dies with it).
-  Output is stdout+stderr, head and tail kept, capped in bytes.
-* The bwrap jail (`sandbox = "bwrap"`, or `"auto"` when bubblewrap works here): the system
-  is read-only, /tmp and /run are empty tmpfs (no docker, D-Bus or agent sockets), the
-  user's home is an empty tmpfs (so tools installed under it are missing too), the
-  workspace is the only writable place (read-only for read-only ghosts), secret files in
-  the top two levels of the workspace are masked, there is no network, and the command
-  gets no capabilities and its own PID namespace. It does not hide other readable files
-  outside home (e.g. /etc, /opt), nor secrets deeper in the workspace or in git history.
-* Read-only ghosts: the command is split with `shlex` and run without a shell interpreter;
-  shell syntax (pipes, redirects, `;`, `&&`, `$(...)`, variables, unquoted globs) is
-  refused, the program must be on a read-only allowlist (readonly_commands.py), known writing or executing
-  options are refused (`find -exec/-delete`, `sort -o`, `rg --pre`, `git diff --output`),
-  and arguments are checked as workspace paths. That check is best effort (a program can
-  open paths it was not given, and the repository's own git config is trusted); without
-  the jail it is the only boundary.
-* Without the jail (`sandbox = "none"`), a read-write ghost's command runs as you, with
-  your files and network: the scrubbed environment is the only protection.
+* Environment: built from an allowlist (`PATH`, `HOME`, `LANG`, `LC_*`, `TZ`) plus fixed
+  settings (`TERM=dumb`, pagers off, git never prompts); nothing else of the daemon's
+  environment (keys, tokens, `MYSQL_PWD`, webhook URLs, agent sockets) reaches the command.
+  In the jail `PATH` is the system's and `HOME` an empty tmpfs.
+* Time and output: the command runs in a new session; on timeout, on cancellation (client
+  gone) and after it exits its whole process group is SIGKILLed (in the jail the PID
+  namespace dies with it). Output is stdout+stderr, head and tail kept, capped in bytes.
+* Limits: prlimit caps processes (jailed), file size, CPU seconds and core dumps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
-import functools
 import os
-import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparks.ghosts.readonly_commands import ShellRefused, read_only_argv
-from sparks.ghosts.workspace import find_secret_entries
+from sparks.ghosts.jail import (
+    JAIL_HOME,
+    JAIL_PATH,
+    SandboxUnavailable,
+    jail_argv,
+    jail_masks,
+    jail_unavailable_reason,
+    limits_argv,
+    sandbox_in_effect,
+)
+from sparks.ghosts.secrets import MaskScanError
 
-__all__ = ["SandboxUnavailable", "ShellRefused", "ShellRun", "read_only_argv", "run_shell"]
+__all__ = ["SandboxUnavailable", "ShellRefused", "ShellRun", "run_shell", "sandbox_in_effect"]
 
 TRUNCATION_MARKER = "\n[… truncated {n} bytes]"
-
-
-_SECRET_ENV = (
-    "*API_KEY* *APIKEY* *TOKEN* *SECRET* *PASSWORD* *PASSWD* *_PASS *CREDENTIAL* *PRIVATE_KEY* "
-    "*_KEY *_AUTH *_AUTH_* *COOKIE* *_DSN SPARKS_* AWS_* AZURE_* SSH_AUTH_SOCK GPG_AGENT_INFO "
-    "DBUS_SESSION_BUS_ADDRESS KUBECONFIG RIPGREP_CONFIG_PATH POSIXLY_CORRECT"
-).split()
-_URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
-_FIXED_ENV = dict(
-    PAGER="cat",
-    GIT_PAGER="cat",
-    GIT_TERMINAL_PROMPT="0",
-    GIT_OPTIONAL_LOCKS="0",
-    TERM="dumb",
-    NO_COLOR="1",
-)
-_JAIL_MOUNTS = "--ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /run".split()
-_JAIL_FLAGS = "--unshare-all --die-with-parent --new-session --cap-drop ALL".split()
+PASSED_ENV = ("PATH", "HOME", "LANG", "TZ")
+PASSED_ENV_PREFIXES = ("LC_",)
+FIXED_ENV = {
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "TERM": "dumb",
+    "NO_COLOR": "1",
+}
 _DRAIN_S = 0.5
 
 
-class SandboxUnavailable(RuntimeError):
-    """`sandbox = "bwrap"` is configured but bubblewrap is missing or cannot run here."""
+class ShellRefused(ValueError):
+    """The command cannot run for this ghost here; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -84,70 +67,18 @@ class ShellRun:
     timed_out: bool
 
 
-@functools.cache
-def _bwrap_probe() -> tuple[str | None, str | None]:
-    """(bwrap path, problem); run once because user namespaces rarely change under us."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return None, "bubblewrap (bwrap) is not installed"
-    probe = [bwrap, *_JAIL_MOUNTS, *_JAIL_FLAGS, "--", "/bin/true"]
-    try:
-        done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"bwrap failed to start: {exc}"
-    if done.returncode != 0:
-        detail = done.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"bwrap does not work here ({detail[-1] if detail else done.returncode})"
-    return bwrap, None
-
-
-def sandbox_in_effect(sandbox: str) -> str:
-    """The jail `shell` really uses for a configured `sandbox` value: "bwrap" or "none"."""
-    if sandbox == "none":
-        return "none"
-    if sandbox not in ("auto", "bwrap"):
-        raise ValueError(f"sandbox must be one of auto, bwrap, none; got {sandbox!r}")
-    _, problem = _bwrap_probe()
-    if problem is None:
-        return "bwrap"
-    if sandbox == "bwrap":
-        raise SandboxUnavailable(
-            f'sandbox = "bwrap" but {problem}; install the bubblewrap package '
-            'or set sandbox = "auto" or "none"'
-        )
-    return "none"
-
-
-def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `environ` without credentials, so a command cannot pass them on."""
-    env = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        if any(fnmatch.fnmatchcase(upper, pattern) for pattern in _SECRET_ENV):
-            continue
-        if _URL_WITH_PASSWORD.search(value):
-            continue
-        env[name] = value
-    env.update(_FIXED_ENV)
+def shell_env(environ: Mapping[str, str], jailed: bool) -> dict[str, str]:
+    """The command's whole environment: the allowlist, jail paths when jailed, fixed settings."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if name in PASSED_ENV or name.startswith(PASSED_ENV_PREFIXES)
+    }
+    if jailed:
+        env.update(PATH=JAIL_PATH, HOME=JAIL_HOME, TMPDIR="/tmp")
     env.setdefault("PATH", os.defpath)
+    env.update(FIXED_ENV)
     return env
-
-
-def bwrap_argv(bwrap: str, workspace: Path, read_only: bool, home: str | None) -> list[str]:
-    """The bwrap prefix for a command jailed to `workspace` (see the module docstring)."""
-    ws = str(workspace)
-    bind = ["--ro-bind" if read_only else "--bind", ws, ws]
-    hide_home = ["--tmpfs", home] if home and home != "/" and Path(home).is_dir() else []
-    # Mounts stack in order: an empty home must go under a workspace inside it, over one around it.
-    inside_home = bool(hide_home) and workspace.is_relative_to(home)
-    argv = [bwrap, *_JAIL_MOUNTS, *(hide_home + bind if inside_home else bind + hide_home)]
-    for secret in find_secret_entries(workspace):
-        if secret.is_dir():
-            argv += ["--tmpfs", str(secret)]
-        else:
-            argv += ["--ro-bind", "/dev/null", str(secret)]
-    argv += [*_JAIL_FLAGS, "--chdir", ws, "--"]
-    return argv
 
 
 class _OutputBuffer:
@@ -261,10 +192,23 @@ async def run_shell(
     timeout_s: float,
     max_output_bytes: int,
 ) -> ShellRun:
-    """Run a ghost's command (raises ShellRefused or SandboxUnavailable before starting it)."""
-    env = scrubbed_env(os.environ)
-    argv = read_only_argv(command, workspace, env) if read_only else ["/bin/sh", "-c", command]
-    if await asyncio.to_thread(sandbox_in_effect, sandbox) == "bwrap":
-        bwrap = _bwrap_probe()[0] or "bwrap"
-        argv = bwrap_argv(bwrap, workspace, read_only, env.get("HOME")) + argv
+    """Run a ghost's command in the jail (or unjailed where allowed); raises ShellRefused or
+    SandboxUnavailable before starting anything."""
+    mode = await asyncio.to_thread(sandbox_in_effect, sandbox)
+    if mode != "bwrap":
+        reason = await asyncio.to_thread(jail_unavailable_reason, sandbox, read_only)
+        if reason is not None:
+            raise ShellRefused(f"shell is not available: {reason}")
+    argv = ["/bin/sh", "-c", command]
+    if mode == "bwrap":
+        try:
+            masks = await asyncio.to_thread(jail_masks, workspace, timeout_s)
+        except MaskScanError as exc:
+            raise ShellRefused(
+                f"{exc}; no command runs where secrets could not be hidden"
+            ) from None
+        argv = jail_argv(workspace, read_only, masks, timeout_s) + argv
+    else:
+        argv = limits_argv(timeout_s, jailed=False) + argv
+    env = shell_env(os.environ, jailed=mode == "bwrap")
     return await run_process(argv, workspace, env, timeout_s, max_output_bytes)

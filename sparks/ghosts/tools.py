@@ -1,9 +1,9 @@
-"""A ghost's tools: OpenAI `tools` schemas and the code that runs a call.
+"""A ghost's tools: the OpenAI `tools` schemas it is offered and the code that runs a call.
 
 `run_tool` never raises for anything the model sends: unknown tools, bad JSON, missing
-arguments, refusals and timeouts all come back as `ToolResult(ok=False, ...)` whose
-output tells the model what went wrong. Path rules live in `workspace.py`, the
-`shell` tool in `shell.py`.
+arguments, refusals and timeouts all come back as `ToolResult(ok=False, ...)` whose output
+tells the model what went wrong. Confinement lives in workspace.py (confined opens),
+search.py, jail.py (bwrap) and secrets.py (what is never shown).
 """
 
 from __future__ import annotations
@@ -11,59 +11,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sparks.ghosts.readonly_commands import (
-    GIT_READ_ONLY_SUBCOMMANDS,
-    READ_ONLY_PROGRAMS,
-    ShellRefused,
-)
-from sparks.ghosts.shell import TRUNCATION_MARKER, SandboxUnavailable, run_shell
-from sparks.ghosts.workspace import (
-    SearchError,
-    WorkspaceError,
-    display_path,
-    looks_binary,
-    resolve_in_workspace,
-    search_workspace,
-    visible_tree,
-    write_atomic,
-)
+from sparks.ghosts import file_tools
+from sparks.ghosts.definitions import TOOL_NAMES, WRITE_TOOLS, GhostSpec
+from sparks.ghosts.jail import SandboxUnavailable, jail_unavailable_reason
+from sparks.ghosts.search import SearchError, search_workspace
+from sparks.ghosts.shell import TRUNCATION_MARKER, ShellRefused, run_shell
+from sparks.ghosts.tool_call import ToolArgumentError, ToolContext, ToolResult, tool_arg
+from sparks.ghosts.workspace import WorkspaceError
 
-TOOL_NAMES = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
-WRITE_TOOLS = frozenset({"write_file", "edit_file"})
-MAX_LIST_ENTRIES = 500
+__all__ = [
+    "TOOL_NAMES",
+    "WRITE_TOOLS",
+    "ToolContext",
+    "ToolResult",
+    "args_summary",
+    "offered_tool_schemas",
+    "run_tool",
+    "shell_unavailable_reason",
+    "tool_context",
+    "tool_schemas",
+    "unjailed_shell_warning",
+]
+
 MAX_LINE_CHARS = 300
-MAX_WRITE_CHARS = 5_000_000
 NO_OUTPUT = "(no output)\n"
-
-
-@dataclass(frozen=True)
-class ToolContext:
-    """What a ghost's tool calls may reach; built once per ghost request by the loop."""
-
-    workspace: Path  # absolute, resolved
-    read_only: bool
-    sandbox: str  # "auto" | "bwrap" | "none"
-    log_content: bool = False  # read by args_summary's caller, never changes what tools do
-    timeout_s: float = 30.0  # per call
-    max_output_bytes: int = 32_000
-    allowed_tools: frozenset[str] | None = None  # the ghost's `tools`; None = every tool
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    """One call's outcome: `output` goes back to the model, `summary` to progress and logs."""
-
-    ok: bool
-    output: str  # the tool message content for the model, capped
-    summary: str  # one short line for progress display and the observer
-
-
-class ToolArgumentError(ValueError):
-    """An argument is missing or has the wrong type; the message names it."""
 
 
 def _schema(description: str, required: Sequence[str], **properties: dict) -> dict:
@@ -115,14 +88,13 @@ _SHELL_PARAMETERS = {
 }
 _SHELL_DESCRIPTION = {
     False: "Run a shell command (/bin/sh -c) in the workspace; output ends with the exit code.",
-    True: "Run one read-only program in the workspace, without a shell: no pipes, redirects, "
-    f"';', '&&', variables or unquoted globs. Allowed: {', '.join(sorted(READ_ONLY_PROGRAMS))}; "
-    f"git only with {'/'.join(sorted(GIT_READ_ONLY_SUBCOMMANDS))}.",
+    True: "Run a shell command (/bin/sh -c) in a read-only jail of the workspace: no network, "
+    "nothing outside the workspace, and no change is kept. Output ends with the exit code.",
 }
 
 
 def tool_schemas(tool_names: Sequence[str], read_only: bool) -> list[dict]:
-    """The OpenAI `tools` list for a ghost; read-only ghosts never see the write tools."""
+    """The OpenAI `tools` list for these names; read-only ghosts never see the write tools."""
     unknown = [name for name in tool_names if name not in TOOL_NAMES]
     if unknown:
         raise ValueError(f"unknown tools {unknown}; accepted: {', '.join(TOOL_NAMES)}")
@@ -136,6 +108,49 @@ def tool_schemas(tool_names: Sequence[str], read_only: bool) -> list[dict]:
             function = _SCHEMAS[name]
         tools.append({"type": "function", "function": {"name": name, **function}})
     return tools
+
+
+def shell_unavailable_reason(spec: GhostSpec) -> str | None:
+    """Why this ghost's configured `shell` is not offered (for serve and doctor), or None when
+    it is offered or not configured. Probes bubblewrap once per process (cached)."""
+    if "shell" not in spec.tools:
+        return None
+    return jail_unavailable_reason(spec.sandbox, spec.read_only)
+
+
+def unjailed_shell_warning(spec: GhostSpec) -> str | None:
+    """The warning serve prints when this ghost's shell will run without the jail."""
+    if "shell" not in spec.tools or spec.read_only or spec.sandbox != "none":
+        return None
+    return (
+        f'ghost {spec.name}: sandbox = "none": its shell runs unjailed, as you, with your files '
+        "and network (file tools stay confined)"
+    )
+
+
+def _offered_names(spec: GhostSpec) -> tuple[str, ...]:
+    names = [n for n in spec.tools if not (spec.read_only and n in WRITE_TOOLS)]
+    if "shell" in names and shell_unavailable_reason(spec) is not None:
+        names.remove("shell")
+    return tuple(names)
+
+
+def offered_tool_schemas(spec: GhostSpec) -> list[dict]:
+    """What the model is offered: the ghost's tools, minus write tools for read-only ghosts,
+    minus `shell` where it cannot run (see `shell_unavailable_reason`)."""
+    return tool_schemas(_offered_names(spec), spec.read_only)
+
+
+def tool_context(spec: GhostSpec, log_content: bool, timeout_s: float) -> ToolContext:
+    """The context `run_tool` needs for one request of this ghost."""
+    return ToolContext(
+        workspace=Path(spec.workspace),
+        read_only=spec.read_only,
+        sandbox=spec.sandbox,
+        log_content=log_content,
+        timeout_s=timeout_s,
+        allowed_tools=frozenset(_offered_names(spec)),
+    )
 
 
 def _clip(text: object, limit: int) -> str:
@@ -179,86 +194,25 @@ def cap_output(text: str, limit: int) -> str:
     return kept + TRUNCATION_MARKER.format(n=len(data) - len(kept.encode()))
 
 
-def _arg(args: dict, key: str, kind: type, default: Any = ..., lo: float = 0, hi: float = 0) -> Any:
-    value = args.get(key)
-    if value is None:
-        if default is ...:
-            raise ToolArgumentError(f"missing required argument {key!r}")
-        return default
-    if kind is str:
-        if not isinstance(value, str):
-            raise ToolArgumentError(f"argument {key!r} must be a string")
-        return value
-    if isinstance(value, str):
-        try:
-            value = float(value) if kind is float else int(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != kind(value):
-        raise ToolArgumentError(
-            f"argument {key!r} must be {'an integer' if kind is int else 'a number'}"
-        )
-    if not lo <= value <= hi:
-        raise ToolArgumentError(f"argument {key!r} must be between {lo:g} and {hi:g}")
-    return kind(value)
-
-
-def _read_file(ctx: ToolContext, args: dict) -> ToolResult:
-    path = resolve_in_workspace(ctx.workspace, _arg(args, "path", str))
-    shown = display_path(ctx.workspace, path)
-    offset = _arg(args, "offset", int, 1, 0, 10**9) or 1
-    limit = _arg(args, "limit", int, 400, 1, 2000)
-    with path.open("rb") as handle:
-        if looks_binary(handle.read(8192)):
-            return ToolResult(False, f"error: {shown} is a binary file; not shown", "binary file")
-        handle.seek(0)
-        selected, total = [], 0
-        for total, line in enumerate(handle, start=1):
-            if offset <= total < offset + limit:
-                selected.append(line.decode("utf-8", "replace"))
-    if total == 0:
-        return ToolResult(True, f"[{shown}: empty file]", f"read empty file {shown}")
-    if not selected:
-        header = f"[{shown}: {total} lines; offset {offset} is past the end]"
-        return ToolResult(False, header, f"offset past end of {shown}")
-    last = offset + len(selected) - 1
-    header = f"[{shown}: lines {offset}-{last} of {total}"
-    header += f"; continue with offset={last + 1}]" if last < total else "]"
-    body = "".join(selected)
-    summary = f"read {len(selected)} lines of {shown}"
-    return ToolResult(True, f"{header}\n{body}", summary)
-
-
-def _list_dir(ctx: ToolContext, args: dict) -> ToolResult:
-    root = resolve_in_workspace(ctx.workspace, _arg(args, "path", str, "."))
-    depth = _arg(args, "depth", int, 2, 1, 5)
-    shown = display_path(ctx.workspace, root)
-    if not root.is_dir():
-        return ToolResult(False, f"error: {shown} is not a directory", "not a directory")
-    lines = visible_tree(root, depth, MAX_LIST_ENTRIES)
-    more = f"\n[stopped at {MAX_LIST_ENTRIES} entries]" if len(lines) >= MAX_LIST_ENTRIES else ""
-    header = f"[{shown}/: {len(lines)} entries, depth {depth}]"
-    return ToolResult(True, "\n".join([header, *lines]) + more, f"listed {len(lines)} entries")
-
-
 def _hit(rel: str, number: int, text: str) -> str:
     text = text.rstrip("\r\n")
     return f"{rel}:{number}: {text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + '…'}"
 
 
 async def _search(ctx: ToolContext, args: dict) -> ToolResult:
-    pattern = _arg(args, "pattern", str)
-    start = resolve_in_workspace(ctx.workspace, _arg(args, "path", str, "."))
-    glob = _arg(args, "glob", str, None) or None
-    max_hits = _arg(args, "max_hits", int, 100, 1, 500)
+    pattern = tool_arg(args, "pattern", str)
+    raw_start = tool_arg(args, "path", str, ".")
+    glob = tool_arg(args, "glob", str, None) or None
+    max_hits = tool_arg(args, "max_hits", int, 100, 1, 500)
     if not pattern:
         raise ToolArgumentError("argument 'pattern' must not be empty")
     try:
-        found = await search_workspace(ctx.workspace, start, pattern, glob, max_hits, ctx.timeout_s)
+        where, found = await search_workspace(
+            ctx.workspace, raw_start, pattern, glob, max_hits, ctx.timeout_s
+        )
     except SearchError as exc:
         raise ToolArgumentError(str(exc)) from None
     hits = [_hit(rel, number, text) for rel, number, text in found]
-    where = display_path(ctx.workspace, start)
     if not hits:
         return ToolResult(True, f"[no matches for /{pattern}/ in {where}]", "no matches")
     stopped = f"; stopped at max_hits={max_hits}" if len(hits) >= max_hits else ""
@@ -266,51 +220,9 @@ async def _search(ctx: ToolContext, args: dict) -> ToolResult:
     return ToolResult(True, "\n".join([header, *hits]), f"{len(hits)} matches")
 
 
-def _line_count(text: str) -> int:
-    return text.count("\n") + 1
-
-
-def _write_file(ctx: ToolContext, args: dict) -> ToolResult:
-    path = resolve_in_workspace(ctx.workspace, _arg(args, "path", str))
-    content = _arg(args, "content", str)
-    if len(content) > MAX_WRITE_CHARS:
-        raise ToolArgumentError(f"content is over {MAX_WRITE_CHARS} characters")
-    shown = display_path(ctx.workspace, path)
-    if path.is_dir():
-        return ToolResult(False, f"error: {shown} is a directory", "error: is a directory")
-    existed = path.exists()
-    data = content.encode("utf-8")
-    write_atomic(path, data)
-    verb = "overwrote" if existed else "created"
-    summary = f"{verb} {shown} ({_line_count(content)} lines, {len(data)} bytes)"
-    return ToolResult(True, summary, summary)
-
-
-def _edit_file(ctx: ToolContext, args: dict) -> ToolResult:
-    path = resolve_in_workspace(ctx.workspace, _arg(args, "path", str))
-    old, new = _arg(args, "old", str), _arg(args, "new", str)
-    if not old:
-        raise ToolArgumentError("argument 'old' must not be empty")
-    shown = display_path(ctx.workspace, path)
-    data = path.read_bytes()
-    if looks_binary(data):
-        return ToolResult(False, f"error: {shown} is a binary file", "error: binary file")
-    text = data.decode("utf-8", "surrogateescape")
-    count = text.count(old)
-    if count == 0:
-        return ToolResult(False, f"error: old text not found in {shown}", "old text not found")
-    if count > 1:
-        message = f"old text occurs {count} times in {shown}; give more context"
-        return ToolResult(False, f"error: {message}", f"old text occurs {count} times")
-    line = text[: text.index(old)].count("\n") + 1
-    write_atomic(path, text.replace(old, new, 1).encode("utf-8", "surrogateescape"))
-    summary = f"edited {shown} at line {line} (-{_line_count(old)} +{_line_count(new)} lines)"
-    return ToolResult(True, summary, summary)
-
-
 async def _shell(ctx: ToolContext, args: dict) -> ToolResult:
-    command = _arg(args, "command", str)
-    timeout_s = min(_arg(args, "timeout_s", float, ctx.timeout_s, 0.1, 1e9), ctx.timeout_s)
+    command = tool_arg(args, "command", str)
+    timeout_s = min(tool_arg(args, "timeout_s", float, ctx.timeout_s, 0.1, 1e9), ctx.timeout_s)
     if not command.strip():
         raise ToolArgumentError("argument 'command' must not be empty")
     run = await run_shell(
@@ -331,12 +243,13 @@ async def _shell(ctx: ToolContext, args: dict) -> ToolResult:
 
 
 _FILE_TOOLS = {
-    "read_file": _read_file,
-    "list_dir": _list_dir,
-    "write_file": _write_file,
-    "edit_file": _edit_file,
+    "read_file": file_tools.read_file,
+    "list_dir": file_tools.list_dir,
+    "write_file": file_tools.write_file,
+    "edit_file": file_tools.edit_file,
 }
-"""Blocking file tools, run in a worker thread so the event loop keeps serving."""
+"""Blocking file tools, run in a worker thread; none of them can block on a FIFO or a device,
+and their walks stop at the call's deadline, so a timed-out thread ends soon too."""
 
 
 def _failure(kind: str, message: str) -> ToolResult:
@@ -373,9 +286,11 @@ async def run_tool(ctx: ToolContext, name: str, arguments_json: str) -> ToolResu
     except TimeoutError:
         return _failure("error", f"{name} timed out after {ctx.timeout_s:g}s")
     except OSError as exc:
-        where = Path(exc.filename) if exc.filename else None
-        if where is not None and where.is_relative_to(ctx.workspace):
-            where = where.relative_to(ctx.workspace)
+        where = Path(exc.filename) if isinstance(exc.filename, str) else None
+        if where is not None and where.is_absolute():
+            where = (
+                where.relative_to(ctx.workspace) if where.is_relative_to(ctx.workspace) else None
+            )
         return _failure("error", f"{exc.strerror or exc}{f': {where}' if where else ''}")
     except Exception as exc:  # a bug here must not end the ghost's loop
         return _failure("error", f"internal error in {name}: {type(exc).__name__}: {exc}")

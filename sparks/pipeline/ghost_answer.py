@@ -20,7 +20,8 @@ from sparks.ghosts.classifier import Classifier, Decision
 from sparks.ghosts.definitions import GhostSpec, ghost_specs
 from sparks.ghosts.loop import LoopResult, run_ghost_loop
 from sparks.ghosts.prompt import system_prompt
-from sparks.ghosts.tools import ToolContext, tool_schemas
+from sparks.ghosts.tools import offered_tool_schemas, tool_context
+from sparks.observe.observer import events_path
 from sparks.observe.record import RequestRecord
 from sparks.pipeline.answer import Answer
 from sparks.pipeline.ghost_turns import model_turn, turn_from_message
@@ -86,7 +87,8 @@ class Ghosts:
         self.config = config
         self.catalog = catalog
         self.upstreams = upstreams
-        self.specs = {spec.name: spec for spec in ghost_specs(config)}
+        specs = ghost_specs(config, protected=[events_path(config.observer)])
+        self.specs = {spec.name: spec for spec in specs}
         self.classifier = Classifier(list(self.specs.values()), config.classifier.timeout_s)
 
     async def plan(self, route: Route, chat: ChatRequest, record: RequestRecord) -> Plan:
@@ -197,15 +199,8 @@ class Ghosts:
     ) -> LoopResult:
         spec = plan.ghost
         assert spec is not None
-        tools = tool_schemas(spec.tools, spec.read_only)
-        ctx = ToolContext(
-            workspace=spec.workspace,
-            read_only=spec.read_only,
-            sandbox=spec.sandbox,
-            log_content=log_content,
-            timeout_s=TOOL_TIMEOUT_S,
-            allowed_tools=frozenset(spec.tools),
-        )
+        tools = offered_tool_schemas(spec)
+        ctx = tool_context(spec, log_content, TOOL_TIMEOUT_S)
         names = tuple(t["function"]["name"] for t in tools)
         messages = [
             {"role": "system", "content": system_prompt(spec, names)},

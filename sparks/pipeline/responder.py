@@ -75,16 +75,16 @@ class Responder:
             answer.close()
 
     async def _stream(self, answer: Answer, events: Any) -> web.StreamResponse:
-        """SSE: headers go out with the first event, so a failure before it is a JSON error."""
+        """SSE: headers go out with the first event, so a failure before it is a JSON error.
+        Server-Timing is taken before waiting for that event (SPEC §4.1: up to the headers)."""
+        headers = {**SSE_HEADERS, **self.headers_for(answer)}
         try:
             first: bytes | None = await anext(events)
         except StopAsyncIteration:
             first = None
         except StreamBroken as exc:
             raise SparksError(502, "upstream_error", f"{answer.served_model}: {exc}") from None
-        response = self.response = web.StreamResponse(
-            headers={**SSE_HEADERS, **self.headers_for(answer)}
-        )
+        response = self.response = web.StreamResponse(headers=headers)
         await response.prepare(self.request)
         failure: SparksError | None = None
         try:

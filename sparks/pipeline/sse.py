@@ -77,6 +77,9 @@ def parse_chunk(payload: bytes) -> dict[str, Any]:
         for choice in choices:
             if not isinstance(choice, dict):
                 raise StreamBroken("stream event has a choice that is not an object")
+            index = choice.get("index")
+            if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+                raise StreamBroken("stream event has a choice 'index' that is not an integer")
             delta = choice.get("delta")
             if delta is not None and not isinstance(delta, dict):
                 raise StreamBroken("stream event has a 'delta' that is not an object")

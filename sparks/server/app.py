@@ -131,6 +131,7 @@ async def serve_until_stopped(
         handler_cancellation=True,
         shutdown_timeout=grace_s,
         access_log=None,
+        keepalive_timeout=idle_limit(app[CONFIG].openai_api.header_timeout_s),
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -164,6 +165,13 @@ async def serve_until_stopped(
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def idle_limit(header_timeout_s: float) -> float:
+    """aiohttp closes a connection that has not delivered a complete request within its
+    keep-alive timeout (counted from the connection's start, or from its last response), which
+    is the header read timeout Sparks wants; 0 means aiohttp's own hour-long default."""
+    return header_timeout_s or 3630.0
 
 
 def with_bind(config: Config, bind: str | None) -> Config:

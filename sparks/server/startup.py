@@ -30,11 +30,13 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM; raises StartupError for anything that stops a start."""
     from sparks.ghosts.definitions import ghost_specs
+    from sparks.ghosts.tools import shell_unavailable_reason, unjailed_shell_warning
     from sparks.keys import client_keys, ensure_main_key
+    from sparks.observe.observer import events_path
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        ghost_specs(config)
+        specs = ghost_specs(config, protected=[events_path(config.observer)])
     except ConfigError as exc:
         raise StartupError(f"invalid config: {exc}", 2) from None
     if not config.openai_api.enabled:
@@ -79,6 +81,10 @@ def run(
             click.echo(f"  warning: backend {name} did not list its models ({error})")
         for problem in catalog.table.problems:
             click.echo(f"  warning: {problem}")
+        for spec in specs:
+            for note in (shell_unavailable_reason(spec), unjailed_shell_warning(spec)):
+                if note:
+                    click.echo(f"  warning: ghost {spec.name}: {note}")
         sys.stdout.flush()
 
     try:
