@@ -158,6 +158,7 @@ def test_by_model_uses_served_model_else_requested() -> None:
         "errors_by_code": {"invalid_api_key": 1},
         "tokens_in": 30,
         "tokens_out": 15,
+        "upstream_calls": 0,
         "p50_ms": 100.0,  # completed only: [100, 500]
         "p95_ms": 500.0,
         "ttft_p50_ms": 120.0,
@@ -170,6 +171,7 @@ def test_by_model_uses_served_model_else_requested() -> None:
         "errors_by_code": {"upstream_error": 1},
         "tokens_in": 100,
         "tokens_out": 50,
+        "upstream_calls": 0,
         "p50_ms": 300.0,
         "p95_ms": 300.0,
         "ttft_p50_ms": 50.0,
@@ -185,6 +187,7 @@ def test_by_model_uses_served_model_else_requested() -> None:
         "errors_by_code": {"invalid_api_key": 1, "upstream_error": 1},
         "tokens_in": 1130,
         "tokens_out": 265,
+        "upstream_calls": 0,
         "p50_ms": 300.0,  # [100, 300, 500, 2000]: rank ceil(2) = 2
         "p95_ms": 2000.0,  # rank ceil(3.8) = 4
         "ttft_p50_ms": 50.0,  # [50, 120]: rank 1

@@ -253,7 +253,7 @@ def test_activity_table_and_json(log_config: tuple[Path, Path]) -> None:
     header = out[1].split()
     assert header[:3] == ["model", "requests", "errors"] and header[-1] == "cost"
     ollama = next(line for line in out if line.startswith("ollama/qwen3:8b"))
-    expected = ["ollama/qwen3:8b", "1", "0", "120", "30", "1,500", "1,500", "-", "$0.0015"]
+    expected = ["ollama/qwen3:8b", "1", "0", "120", "30", "0", "1,500", "1,500", "-", "$0.0015"]
     assert ollama.split() == expected
     failed = next(line for line in out if line.startswith("sparks "))
     assert "1 (upstream_error 1)" in failed

@@ -461,6 +461,11 @@ async def test_ghost_usage_and_cost_are_summed_over_steps(
     assert done[-1]["cost"] == pytest.approx(expected)
     chat_calls = [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")]
     assert len(chat_calls) == 2  # two model steps, one usage total
+    # every model step is visible: an upstream.attempt each, counted on the terminal event
+    attempts = [
+        e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "upstream.attempt"
+    ]
+    assert len(attempts) == 2 and done[-1]["upstream_calls"] == 2
 
 
 async def test_shell_runs_inside_bwrap_when_available(

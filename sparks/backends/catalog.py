@@ -6,6 +6,7 @@ request path.
 from __future__ import annotations
 
 import asyncio
+import math
 import contextlib
 import time
 from dataclasses import dataclass
@@ -61,9 +62,11 @@ class Catalog:
         completion = usage.get("completion_tokens") or 0
         if not isinstance(prompt, int | float) or not isinstance(completion, int | float):
             return None
-        return round(
-            (prompt * info.price_in_per_mtok + completion * info.price_out_per_mtok) / 1e6, 8
-        )
+        try:
+            cost = (prompt * info.price_in_per_mtok + completion * info.price_out_per_mtok) / 1e6
+        except OverflowError:  # token counts no real answer has
+            return None
+        return round(cost, 8) if math.isfinite(cost) else None
 
     def first_model(self, local_only: bool) -> str:
         """The first backend model known (a ghost without `model` uses it)."""

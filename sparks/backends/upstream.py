@@ -266,6 +266,8 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int, strict: bool)
 
 
 def _emit_attempt(record: RequestRecord, attempt: Attempt, number: int) -> None:
+    if attempt.kind != "skipped":
+        record.upstream_calls += 1
     record.emit(
         "upstream.attempt",
         backend=attempt.target.backend,

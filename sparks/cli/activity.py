@@ -20,6 +20,7 @@ COLUMNS = (
     ("errors", "errors", False),
     ("tokens in", "tokens_in", True),
     ("tokens out", "tokens_out", True),
+    ("upstream calls", "upstream_calls", True),
     ("p50 ms", "p50_ms", True),
     ("p95 ms", "p95_ms", True),
     ("ttft p50 ms", "ttft_p50_ms", True),

@@ -76,6 +76,7 @@ class GroupStats:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    upstream_calls: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     ttfts_ms: list[float] = field(default_factory=list)
 
@@ -91,6 +92,7 @@ class GroupStats:
         cost = record.get("cost")
         if isinstance(cost, int | float) and not isinstance(cost, bool):
             self.cost += cost
+        self.upstream_calls += _int(record.get("upstream_calls"))
         if not completed:
             return
         latency = record.get("latency_ms")
@@ -109,6 +111,7 @@ class GroupStats:
             "errors_by_code": dict(self.errors.most_common()),
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "upstream_calls": self.upstream_calls,
             "p50_ms": nearest_rank(latencies, 50),
             "p95_ms": nearest_rank(latencies, 95),
             "ttft_p50_ms": nearest_rank(sorted(self.ttfts_ms), 50),
@@ -247,6 +250,7 @@ def merged(groups: Iterable[GroupStats], key: str = "total") -> GroupStats:
         total.errors.update(stats.errors)
         total.tokens_in += stats.tokens_in
         total.tokens_out += stats.tokens_out
+        total.upstream_calls += stats.upstream_calls
         total.cost += stats.cost
         total.latencies_ms.extend(stats.latencies_ms)
         total.ttfts_ms.extend(stats.ttfts_ms)

@@ -28,6 +28,7 @@ class RequestRecord:
         "start",
         "tools_ms",
         "ttft_ms",
+        "upstream_calls",
         "upstream_ms",
         "usage",
         "user_agent",
@@ -51,7 +52,8 @@ class RequestRecord:
         self.cost: float | None = None
         self.ttft_ms: float | None = None
         self.upstream_ms = 0.0
-        self.tools_ms = 0.0
+        self.tools_ms: float | None = None  # a ghost's local tool time; None for backends
+        self.upstream_calls = 0  # upstream requests made (a ghost makes one per step)
         self.api: str | None = None
 
     def elapsed_ms(self) -> float:
@@ -107,6 +109,7 @@ class RequestRecord:
             "latency_ms": self.elapsed_ms(),
             "served_model": self.served_model,
             "fallback_from": self.fallback_from,
+            "upstream_calls": self.upstream_calls,
         }
 
     def fail(self, status: int, code: str, error: str) -> None:

@@ -68,7 +68,7 @@ class GhostEvents:
             self.send({"content": text})
 
     def step(self, step: int, tool: str, summary: str, ok: bool, duration_ms: float) -> None:
-        self.record.tools_ms += duration_ms
+        self.record.tools_ms = (self.record.tools_ms or 0.0) + duration_ms
         self.record.emit(
             "ghost.step",
             ghost=self.spec.name,
@@ -138,6 +138,7 @@ class Ghosts:
         label = f"ghost:{spec.name}"
         if plan.decision is not None:
             label += f"; classifier={plan.decision.method}"
+        record.tools_ms = 0.0
         sink = GhostEvents(spec, record, chat.stream)
         answer = Answer(spec.sparks_id, {"X-Sparks-Route": label})
         if chat.stream:

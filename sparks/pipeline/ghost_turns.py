@@ -17,7 +17,7 @@ from sparks.observe.record import RequestRecord
 from sparks.pipeline.sse import StreamBroken, data_payloads, parse_chunk
 from sparks.routing import Target
 
-SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
 
 async def model_turn(

@@ -28,7 +28,7 @@ class ChunkRelay:
         chunk = parse_chunk(payload)
         try:
             return self.rewrite(chunk)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
             raise StreamBroken(f"unexpected chunk shape ({type(exc).__name__})") from None
 
     def rewrite(self, chunk: dict[str, Any]) -> bytes | None:

@@ -48,10 +48,11 @@ class Responder:
     def headers_for(self, answer: Answer) -> dict[str, str]:
         """Route headers plus Server-Timing: Sparks' own time, the upstream's, the ghost tools'."""
         record = self.record
-        own = max(0.0, record.elapsed_ms() - record.upstream_ms - record.tools_ms)
+        tools_ms = record.tools_ms
+        own = max(0.0, record.elapsed_ms() - record.upstream_ms - (tools_ms or 0.0))
         timing = f"sparks;dur={own:.2f}, upstream;dur={record.upstream_ms:.2f}"
-        if record.tools_ms:
-            timing += f", tools;dur={record.tools_ms:.2f}"
+        if tools_ms is not None:
+            timing += f", tools;dur={tools_ms:.2f}"
         headers = {k: v for k, v in answer.headers.items() if header_safe(v)}
         headers["Server-Timing"] = timing
         return headers
