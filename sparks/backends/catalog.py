@@ -6,8 +6,8 @@ request path.
 from __future__ import annotations
 
 import asyncio
-import math
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
