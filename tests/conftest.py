@@ -7,12 +7,13 @@ Every test runs with XDG config/state dirs under tmp_path and an in-memory keyri
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import keyring
 import pytest
@@ -27,6 +28,14 @@ from .memory_keyring import MemoryKeyring
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-main-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """A missing real component (bubblewrap, ripgrep, git, a client): skip on a developer's
+    machine, but fail under CI=true, where .ci/run must have installed it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"required under CI=true: {reason}")
+    pytest.skip(reason)  # not CI: a developer's machine may lack the component
 
 
 def load_script(name: str) -> ModuleType:

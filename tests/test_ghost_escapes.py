@@ -28,7 +28,7 @@ from sparks.ghosts import search
 from sparks.ghosts.definitions import TOOL_NAMES, GhostSpec, ghost_specs
 from sparks.ghosts.tools import ToolResult, offered_tool_schemas, run_tool, tool_context
 
-from .conftest import AUTH, make_config, upstream_url
+from .conftest import AUTH, make_config, skip_or_fail, upstream_url
 from .test_ghost_shell import require_bwrap
 
 KEY_MARK = "CANARY-SPARKS-KEY-7f3a"
@@ -277,7 +277,7 @@ async def test_row8_recursive_search_does_not_follow_a_symlink_home(
         monkeypatch.setattr(search, "jailed_ripgrep", lambda: None)
     elif search.jailed_ripgrep() is None:
         require_bwrap()
-        pytest.skip("ripgrep is not installed in a system directory")
+        skip_or_fail("ripgrep is not installed in a system directory")
     for pattern in ("CANARY", "sk-sparks", "BEGIN"):
         await attack.call(True, "auto", "search", pattern=pattern)
         await attack.call(True, "auto", "search", pattern=pattern, path="homelink")

@@ -17,6 +17,8 @@ from sparks.ghosts import jail, shell
 from sparks.ghosts.jail import SandboxUnavailable, sandbox_in_effect
 from sparks.ghosts.tools import ToolContext, ToolResult, run_tool
 
+from .conftest import skip_or_fail
+
 _marker_numbers = itertools.count(1)
 
 
@@ -37,7 +39,7 @@ def require_bwrap() -> None:
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"the bubblewrap jail must work in CI: {problem}")
-    pytest.skip(problem)
+    skip_or_fail(problem)
 
 
 @pytest.fixture
@@ -195,7 +197,7 @@ async def test_read_only_ghost_without_jail_gets_no_shell(ws: Path) -> None:
 def git_repo(ws: Path) -> Path:
     """`ws` as a git repository with `a.txt` committed (`.env` left untracked)."""
     if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+        skip_or_fail("git is not installed")
     identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
     identity |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
     env = {**os.environ, **identity}

@@ -19,6 +19,8 @@ from sparks.ghosts.tools import (
     tool_schemas,
 )
 
+from .conftest import skip_or_fail
+
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
@@ -41,7 +43,7 @@ def search_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     """Runs a search test with jailed ripgrep (when it can run here) and with the Python walk."""
     if request.param == "ripgrep":
         if search.jailed_ripgrep() is None:
-            pytest.skip("ripgrep or a working bubblewrap is missing")
+            skip_or_fail("ripgrep or a working bubblewrap is missing")
     else:
         monkeypatch.setattr(search, "jailed_ripgrep", lambda: None)
     return request.param

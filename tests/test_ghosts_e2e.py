@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import API_KEY, AUTH, make_config, read_events, upstream_url
+from .conftest import API_KEY, AUTH, make_config, read_events, skip_or_fail, upstream_url
 
 CHAT = "/v1/chat/completions"
 
@@ -475,9 +475,9 @@ async def test_shell_runs_inside_bwrap_when_available(
 
     try:
         if sandbox_in_effect("auto") != "bwrap":
-            pytest.skip("bubblewrap is not installed or cannot create namespaces here")
+            skip_or_fail("bubblewrap is not installed or cannot create namespaces here")
     except SandboxUnavailable as exc:
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     config = ghost_config(tmp_path, upstream, workspace, ghost_defaults={"sandbox": "auto"})
     client = await sparks_client(config)
     outside = tmp_path / "outside-write.txt"

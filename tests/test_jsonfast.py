@@ -8,6 +8,8 @@ import pytest
 
 from sparks import jsonfast
 
+from .conftest import skip_or_fail
+
 VALUE = {"model": "up/m", "messages": [{"role": "user", "content": "héllo ✓"}], "n": 1, "x": None}
 
 
@@ -16,7 +18,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "stdlib":
         monkeypatch.setattr(jsonfast, "orjson", None)
     elif jsonfast.orjson is None:
-        pytest.skip("orjson is not installed (pip install 'sparks[fast]')")
+        skip_or_fail("orjson is not installed (pip install 'sparks[fast]')")
     return request.param
 
 

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from sparks.cli.connect import connect
 
-from .conftest import ROOT, free_port, read_events
+from .conftest import ROOT, free_port, read_events, skip_or_fail
 from .test_serve_subprocess import child_env, read_line_with, stop
 
 pytestmark = pytest.mark.slow
@@ -172,9 +172,9 @@ def find_tool(relative: str, name: str) -> str | None:
 def test_node_openai_client_plain_and_streaming(stack: Stack) -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        skip_or_fail("node is not installed")
     if not (NODE_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip(f"tests/clients/node/node_modules is missing: {INSTALL_HINT}")
+        skip_or_fail(f"tests/clients/node/node_modules is missing: {INSTALL_HINT}")
     proc = subprocess.run(
         [node, "chat.mjs", "up/fake-model", "hello from node"],
         cwd=NODE_DIR,
@@ -234,7 +234,7 @@ def test_opencode_run_completes_through_sparks(stack: Stack, tmp_path: Path) -> 
     """`opencode run` with exactly the provider config `sparks connect opencode` prints."""
     opencode = find_tool("opencode/node_modules/.bin/opencode", "opencode")
     if opencode is None:
-        pytest.skip(f"opencode is not installed: {INSTALL_HINT}")
+        skip_or_fail(f"opencode is not installed: {INSTALL_HINT}")
     config = tmp_path / "opencode.json"
     config.write_text(connect_output(stack, "opencode"))
     assert "up/fake-opencode" in json.loads(config.read_text())["provider"]["sparks"]["models"]
@@ -273,7 +273,7 @@ def test_aider_message_completes_through_sparks(stack: Stack, tmp_path: Path) ->
     """`aider --message` with the env and model metadata `sparks connect aider` prints."""
     aider = find_tool("aider/bin/aider", "aider")
     if aider is None:
-        pytest.skip(f"aider is not installed: {INSTALL_HINT}")
+        skip_or_fail(f"aider is not installed: {INSTALL_HINT}")
     snippet = connect_output(stack, "aider")
     workspace = tmp_path / "workspace"
     workspace.mkdir()

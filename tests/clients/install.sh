@@ -18,6 +18,10 @@ mkdir -p "$TOOLS"
 say() { echo "clients: $*" >&2; }
 
 if ! command -v npm >/dev/null 2>&1; then
+  if [ "${CI:-}" = "true" ]; then
+    say "npm not found, and CI=true requires the node client and OpenCode"
+    exit 1
+  fi
   say "npm not found; skipping the node client and OpenCode (their tests will skip)"
 else
   say "openai npm client → tests/clients/node"
