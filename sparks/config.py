@@ -79,6 +79,7 @@ class BackendConfig:
     connect_timeout_s: float = 5.0
     cooldown_s: float = 30.0  # skip in fallback chains this long after a connect error/timeout
     models: tuple[str, ...] | None = None
+    api: str = "chat"  # which API it speaks natively: chat | responses | anthropic (SPEC §9)
     model_info: Mapping[str, ModelInfo] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def info_for(self, model: str) -> ModelInfo:
@@ -291,6 +292,8 @@ class _Parser:
             raise self.fail(key, f"must be one of {', '.join(allowed)}; got {value!r}")
 
 
+BACKEND_APIS = ("chat", "responses", "anthropic")
+
 TOP_LEVEL = (
     "openai_api",
     "observer",
@@ -356,6 +359,7 @@ def _parse_backends(p: _Parser, raw: Any) -> dict[str, BackendConfig]:
         backend = p.dataclass_from(
             BackendConfig, table, key, name=name, model_info=types.MappingProxyType(infos)
         )
+        p.choice(backend.api, BACKEND_APIS, f"{key}.api")
         if not backend.base_url.startswith(("http://", "https://")):
             raise p.fail(f"{key}.base_url", "must start with http:// or https://")
         backends[name] = dataclasses.replace(backend, base_url=backend.base_url.rstrip("/"))

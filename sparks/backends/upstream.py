@@ -129,7 +129,7 @@ class Upstreams:
     async def open_chain(
         self,
         chain: tuple[Target, ...],
-        path: str,
+        path: str | Callable[[Target], str],
         make_body: BodyFactory,
         record: RequestRecord,
         *,
@@ -150,7 +150,10 @@ class Upstreams:
                 attempts.append(skipped)
                 _emit_attempt(record, skipped, number)
                 continue
-            attempt, served = await self._attempt(target, path, make_body(target), stream, raw)
+            target_path = path(target) if callable(path) else path
+            attempt, served = await self._attempt(
+                target, target_path, make_body(target), stream, raw
+            )
             attempts.append(attempt)
             _emit_attempt(record, attempt, number)
             self._note_health(target, attempt)

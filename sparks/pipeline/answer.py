@@ -22,4 +22,5 @@ class Answer:
     body: AsyncIterator[bytes] | None = None
     content_type: str = "application/json"
     content: Any = None  # what `log_content = true` records as the answer
+    native: bool = False  # a backend's own answer in the request's front API (SPEC §9)
     close: Callable[[], None] = lambda: None

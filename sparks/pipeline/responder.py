@@ -18,6 +18,7 @@ from sparks import jsonfast
 from sparks.errors import SparksError, error_body
 from sparks.observe.record import RequestRecord
 from sparks.pipeline.answer import Answer
+from sparks.pipeline.front import Front
 from sparks.pipeline.sse import StreamBroken
 from sparks.protocol import DONE_EVENT, sse_event
 
@@ -33,13 +34,14 @@ def header_safe(value: str) -> bool:
 class Responder:
     """One per request, made by the outermost middleware."""
 
-    __slots__ = ("include_trace", "record", "request", "response")
+    __slots__ = ("front", "include_trace", "record", "request", "response")
 
     def __init__(self, request: web.Request, record: RequestRecord, include_trace: bool) -> None:
         self.request = request
         self.record = record
         self.include_trace = include_trace
         self.response: web.StreamResponse | None = None
+        self.front: Front | None = None  # set by a Responses / Messages handler
 
     @property
     def started(self) -> bool:
@@ -59,16 +61,23 @@ class Responder:
 
     async def answer(self, answer: Answer) -> web.StreamResponse:
         self.record.served_model = answer.served_model
+        front = self.front
         try:
             if answer.events is not None:
-                async with contextlib.aclosing(answer.events) as events:
-                    return await self._stream(answer, events)
+                events = answer.events
+                if front is not None and not answer.native:
+                    events = front.answer_events(events, answer.served_model)
+                async with contextlib.aclosing(events) as closing:
+                    return await self._stream(answer, closing)
             if answer.body is not None:
                 async with contextlib.aclosing(answer.body) as body:
                     return await self._bytes(answer, body)
+            payload = answer.payload
+            if front is not None and not answer.native:
+                payload = front.answer_json(payload, answer.served_model)
             self.record.complete(200, content=answer.content)
             return web.Response(
-                body=jsonfast.dumps(answer.payload),
+                body=jsonfast.dumps(payload),
                 content_type="application/json",
                 headers=self.headers_for(answer),
             )
@@ -108,7 +117,9 @@ class Responder:
         if failure is not None:
             return await self._end_stream(failure)
         self.record.complete(200, content=answer.content)
-        await response.write(DONE_EVENT)
+        end = DONE_EVENT if self.front is None else self.front.stream_end()
+        if end:
+            await response.write(end)
         return response
 
     async def _write(self, data: bytes) -> None:
@@ -140,12 +151,14 @@ class Responder:
         """A failure after the start: one error event and `[DONE]`, recorded as failed."""
         assert self.response is not None
         self.record.fail(200, error.code, error.message)
+        if self.front is not None:
+            ending = self.front.stream_error(error) + self.front.stream_end()
+        else:
+            body = error_body(error.status, error.code, error.message, error.param)
+            ending = sse_event(body) + DONE_EVENT
         with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError):
             async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
-                await self.response.write(
-                    sse_event(error_body(error.status, error.code, error.message, error.param))
-                )
-                await self.response.write(DONE_EVENT)
+                await self.response.write(ending)
         return self.response
 
     async def error(self, error: SparksError) -> web.StreamResponse:
@@ -156,9 +169,13 @@ class Responder:
             self.record.fail(error.status, error.code, error.message)
         else:
             self.record.reject(error.status, error.code, error.message)
+        if self.front is not None:
+            body = self.front.error_body(error, self.include_trace)
+        else:
+            body = error.body_bytes(self.include_trace)
         return web.Response(
             status=error.status,
-            body=error.body_bytes(self.include_trace),
+            body=body,
             content_type="application/json",
             headers={k: v for k, v in error.headers.items() if header_safe(v)},
         )

@@ -16,6 +16,7 @@ from sparks.backends.reasoning import apply_reasoning, normalize_message
 from sparks.backends.upstream import Served, Upstreams
 from sparks.observe.record import RequestRecord
 from sparks.pipeline.answer import Answer
+from sparks.pipeline.front import Front
 from sparks.pipeline.ghost_answer import Ghosts
 from sparks.pipeline.plan import Plan, backend_plan, wants_ghost
 from sparks.pipeline.relay import ChunkRelay
@@ -39,6 +40,7 @@ class Call:
     chat: ChatRequest | None = None  # set for chat requests: only those can reach a ghost
     raw: bool = False  # the answer's bytes pass through untouched (audio)
     form: FormFactory | None = None  # multipart uploads build a fresh form per attempt
+    front: Front | None = None  # Responses / Messages (SPEC §9); None for OpenAI's own shapes
 
 
 class Pipeline:
@@ -64,7 +66,7 @@ class Pipeline:
         record.emit("route.resolved", **plan.event_fields())
         served = await self.upstreams.open_chain(
             plan.chain,
-            call.path,
+            lambda target: self._upstream_path(call, target),
             lambda target: self._upstream_body(call, target),
             record,
             stream=call.stream,
@@ -75,11 +77,23 @@ class Pipeline:
         self.catalog.note_use(route, served.target)
         return await responder.answer(self._backend_answer(plan, served, call, record, responder))
 
+    def _native(self, call: Call, target: Target) -> bool:
+        """Whether this target speaks the request's front API natively (SPEC §9)."""
+        if call.front is None or target.backend is None:
+            return False
+        return self.upstreams.backends[target.backend].api == call.front.api
+
+    def _upstream_path(self, call: Call, target: Target) -> str:
+        return call.front.native_path if call.front and self._native(call, target) else call.path
+
     def _upstream_body(self, call: Call, target: Target) -> bytes | aiohttp.FormData:
         """Every field forwarded unchanged but `model`, the reasoning fields (mapped to the
-        model's dialect) and, for streams, `stream_options.include_usage` (always requested)."""
+        model's dialect) and, for streams, `stream_options.include_usage` (always requested).
+        A backend that speaks the front's API natively gets the client's own request."""
         if call.form is not None:
             return call.form(target)
+        if call.front is not None and self._native(call, target):
+            return call.front.native_body(target.upstream_model or "")
         body = call.body
         if call.chat is not None:
             mapped = apply_reasoning(body, self.catalog.dialect(target))
@@ -104,7 +118,11 @@ class Pipeline:
         if served.fallback_from:
             headers["X-Sparks-Fallback-From"] = served.fallback_from
         answer = Answer(target.sparks_id, headers, close=served.close)
-        if call.raw or call.form is not None:
+        answer.native = self._native(call, target)
+        if answer.native:
+            assert call.front is not None
+            self._native_answer(answer, call.front, served, record, responder)
+        elif call.raw or call.form is not None:
             assert served.response is not None
             answer.body = _raw_body(served.response)
             answer.content_type = served.response.headers.get(
@@ -116,6 +134,27 @@ class Pipeline:
             answer.payload = self._rewrite_payload(served, record, responder.include_trace)
             answer.content = _message_of(answer.payload)
         return answer
+
+    def _native_answer(
+        self,
+        answer: Answer,
+        front: Front,
+        served: Served,
+        record: RequestRecord,
+        responder: Responder,
+    ) -> None:
+        """A backend's own answer in the front's API, passed through with `model` rewritten."""
+
+        def note_usage(usage: dict[str, Any]) -> None:
+            record.usage = usage
+            record.cost = self.catalog.cost(served.target, usage)
+
+        served_model = served.target.sparks_id
+        if served.response is not None:
+            payloads = data_payloads(served.response.content.iter_any(), require_done=False)
+            answer.events = front.native_events(payloads, served_model, note_usage)
+        else:
+            answer.payload = front.native_json(served.payload, served_model, note_usage)
 
     async def _relay(
         self, served: Served, call: Call, record: RequestRecord

@@ -42,9 +42,12 @@ async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield buffer
 
 
-async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def data_payloads(
+    chunks: AsyncIterator[bytes], require_done: bool = True
+) -> AsyncIterator[bytes]:
     """The payload of each `data:` line up to `[DONE]` (comments, `event:` and blank lines are
-    skipped); raises StreamBroken when the stream breaks, stalls or ends without `[DONE]`."""
+    skipped); raises StreamBroken when the stream breaks, stalls or ends without `[DONE]`
+    (APIs whose streams close with an event of their own pass `require_done=False`)."""
     try:
         async for line in iter_lines(chunks):
             if not line.startswith(b"data:"):
@@ -57,7 +60,8 @@ async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         raise StreamBroken(f"upstream stream broke: {type(exc).__name__}") from None
     except TimeoutError:
         raise StreamBroken("upstream stream stalled past timeout_s") from None
-    raise StreamBroken("upstream stream ended before [DONE]")
+    if require_done:
+        raise StreamBroken("upstream stream ended before [DONE]")
 
 
 def parse_chunk(payload: bytes) -> dict[str, Any]:
