@@ -69,7 +69,9 @@ class RequestRecord:
         message_count: int | None = None,
         messages: Any = None,
         api: str | None = None,
+        **extra: Any,
     ) -> None:
+        """`request.received`, once; `extra` adds front-specific facts (e.g. dropped tools)."""
         if self._received:
             return
         self._received = True
@@ -84,6 +86,7 @@ class RequestRecord:
             "message_count": message_count,
             "user_agent": self.user_agent,
         }
+        fields.update(extra)
         if messages is not None and self.observer.log_content:
             fields["messages"] = messages
         self.emit("request.received", **fields)
