@@ -45,6 +45,10 @@ PNG_B64 = (
 HTML_PAGE = "<html><head><title>Sign in</title></head><body><h1>Wi-Fi login</h1></body></html>\n"
 GARBAGE_EVENTS = (b"data: this is not json\n\n", b'data: {"choices": [\n\n')
 DONE_EVENT = b"data: [DONE]\n\n"
+# How chunks look: "plain" (the fields every server sends; the default), or the extra fields a
+# real server adds to every chunk, for benchmarks that must pay what a real stream costs.
+CHUNK_SHAPES = ("plain", "openai", "vllm")
+SYSTEM_FINGERPRINT = "fp_f0e1d2c3b4"
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -62,6 +66,7 @@ class FakeSettings:
     owner: str
     require_key: str | None
     models_body: bytes
+    chunk_shape: str = "plain"
 
 
 @dataclass
@@ -328,14 +333,38 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 class ChunkEncoder:
-    """Builds stream events around a precomputed prefix so only the choice is JSON-encoded."""
+    """Builds stream events around a precomputed prefix so only the choice is JSON-encoded.
 
-    def __init__(self, kind: str, completion_id: str, created: int, model: str) -> None:
+    ``shape="openai"`` adds ``service_tier``, ``system_fingerprint`` and ``"logprobs":null`` to
+    every chunk, and ``"usage":null`` when the client asked for usage; ``"vllm"`` adds
+    ``"logprobs":null`` and, on the finish chunk, ``"stop_reason":null`` (key order as theirs).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        completion_id: str,
+        created: int,
+        model: str,
+        shape: str = "plain",
+        include_usage: bool = False,
+    ) -> None:
         self.base = {"id": completion_id, "object": kind, "created": created, "model": model}
+        if shape == "openai":
+            self.base.update(service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
+        self.shape = shape
         self.prefix = ("data: " + dumps(self.base)[:-1] + ',"choices":[{"index":0,').encode()
+        null_usage = shape == "openai" and include_usage
+        self.suffix = b'],"usage":null}\n\n' if null_usage else b"]}\n\n"
 
     def choice(self, fields: dict[str, Any]) -> bytes:
-        return self.prefix + dumps(fields)[1:].encode() + b"]}\n\n"
+        if self.shape != "plain" and "logprobs" not in fields:
+            finish = fields.get("finish_reason")
+            rest = {k: v for k, v in fields.items() if k != "finish_reason"}
+            fields = {**rest, "logprobs": None, "finish_reason": finish}
+            if self.shape == "vllm" and finish is not None:
+                fields["stop_reason"] = None
+        return self.prefix + dumps(fields)[1:].encode() + self.suffix
 
     def usage(self, counts: dict[str, int]) -> bytes:
         return ("data: " + dumps({**self.base, "choices": [], "usage": counts}) + "\n\n").encode()
@@ -412,14 +441,22 @@ def plan_chat(app: web.Application, body: dict[str, Any], control: dict[str, Any
     return ChatPlan(content, pieces, reasoning, reasoning_field, tool_calls, prompt)
 
 
-def chat_json(model: str, plan: ChatPlan) -> dict[str, Any]:
+def answer_shape(request: web.Request, control: dict[str, Any]) -> str:
+    """The request's ``fake.chunk_shape``, else the server's ``--chunk-shape``."""
+    shape = control.get("chunk_shape", request.app[SETTINGS].chunk_shape)
+    if shape not in CHUNK_SHAPES:
+        raise FakeError(400, f"fake.chunk_shape must be one of {', '.join(CHUNK_SHAPES)}")
+    return shape
+
+
+def chat_json(model: str, plan: ChatPlan, shape: str = "plain") -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": plan.content}
     if plan.reasoning_field:
         message[plan.reasoning_field] = plan.reasoning
     if plan.tool_calls:
         message["tool_calls"] = plan.tool_calls
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish_reason}
-    return {
+    answer = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -427,6 +464,9 @@ def chat_json(model: str, plan: ChatPlan) -> dict[str, Any]:
         "choices": [choice],
         "usage": plan.usage,
     }
+    if shape == "openai":
+        answer.update(service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
+    return answer
 
 
 def chat_events(enc: ChunkEncoder, plan: ChatPlan, include_usage: bool) -> StreamEvents:
@@ -467,6 +507,7 @@ async def chat_completions(request: web.Request, record: RecordedRequest) -> web
     model, control = resolve(request, body, scripted=True)
     await apply_preamble(request, control)
     plan = plan_chat(request.app, body, control)
+    shape = answer_shape(request, control)
     if control.get("body") == "garbage_sse":
         enc = ChunkEncoder("chat.completion.chunk", "chatcmpl-garbage", int(time.time()), model)
         head, chunks, _ = chat_events(enc, plan, False)
@@ -476,10 +517,12 @@ async def chat_completions(request: web.Request, record: RecordedRequest) -> web
     if isinstance(control.get("raw_events"), list):
         return await write_raw_events(request, control)
     if not body.get("stream"):
-        return json_answer(chat_json(model, plan), control)
+        return json_answer(chat_json(model, plan, shape), control)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    enc = ChunkEncoder("chat.completion.chunk", completion_id, int(time.time()), model)
-    return await write_stream(request, chat_events(enc, plan, wants_usage(body)), control)
+    include_usage = wants_usage(body)
+    kind, created = "chat.completion.chunk", int(time.time())
+    enc = ChunkEncoder(kind, completion_id, created, model, shape, include_usage)
+    return await write_stream(request, chat_events(enc, plan, include_usage), control)
 
 
 async def write_raw_events(request: web.Request, control: dict[str, Any]) -> web.StreamResponse:
@@ -493,6 +536,122 @@ async def write_raw_events(request: web.Request, control: dict[str, Any]) -> web
     if control.get("done", True):
         events.append(DONE_EVENT)
     return await write_stream(request, ([], events, []), {})
+
+
+# ---------------------------------------------------------------- responses (native api)
+
+
+def responses_input_text(value: Any) -> str:
+    """The last user text of a Responses ``input`` (a string or items)."""
+    if isinstance(value, str):
+        return value
+    for item in reversed(value if isinstance(value, list) else []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            return message_text(item)
+    return ""
+
+
+async def responses(request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+    """A native OpenAI Responses endpoint: echoes the last user text as one message item;
+    streams the documented events (``fake.no_completed`` cuts the closing event)."""
+    body = await read_json(request, record)
+    model, control = resolve(request, body)
+    await apply_preamble(request, control)
+    reply = control.get("reply")
+    text = reply if isinstance(reply, str) else "echo: " + responses_input_text(body.get("input"))
+    rid, mid = f"resp_{uuid.uuid4().hex[:24]}", f"msg_{uuid.uuid4().hex[:24]}"
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"id": mid, "type": "message", "status": "completed", "role": "assistant"}
+    item["content"] = [part]
+    prompt = word_count(responses_input_text(body.get("input")))
+    counts = {"input_tokens": prompt, "output_tokens": word_count(text)}
+    counts["total_tokens"] = counts["input_tokens"] + counts["output_tokens"]
+    done = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model}
+    done.update(status="completed", output=[item], usage=counts)
+    if not body.get("stream"):
+        return json_answer(done, control)
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    where = {"item_id": mid, "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+        *({"type": "response.output_text.delta", **where, "delta": p} for p in split_words(text)),
+        {"type": "response.output_text.done", **where, "text": text},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]
+    if not control.get("no_completed"):
+        events.append({"type": "response.completed", "response": done})
+    encoded = [
+        f"event: {e['type']}\ndata: {dumps({**e, 'sequence_number': n})}\n\n".encode()
+        for n, e in enumerate(events)
+    ]
+    return await write_stream(request, ([], encoded, []), control)
+
+
+# ---------------------------------------------------------------- messages (native anthropic)
+
+
+async def anthropic_messages(request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+    """A native Anthropic Messages endpoint: echoes the last user text as one text block;
+    streams the documented events (``fake.no_message_stop`` cuts the closing event,
+    ``fake.stream_error`` sends an ``error`` event after the first delta)."""
+    body = await read_json(request, record)
+    model, control = resolve(request, body)
+    await apply_preamble(request, control)
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    reply = control.get("reply")
+    text = reply if isinstance(reply, str) else "echo: " + last_text(messages, "user")
+    counts = {"input_tokens": word_count(*(message_text(m) for m in messages))}
+    counts["output_tokens"] = word_count(text)
+    message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant"}
+    message.update(model=model, content=[{"type": "text", "text": text}])
+    message.update(stop_reason="end_turn", stop_sequence=None, usage=counts)
+    if not body.get("stream"):
+        return json_answer(message, control)
+    started = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**counts, "output_tokens": 1},
+    }
+    block = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+        for p in split_words(text)
+    ]
+    if control.get("stream_error"):
+        deltas[1:] = [{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}]
+    end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": started},
+        block,
+        {"type": "ping"},
+        *deltas,
+        {"type": "content_block_stop", "index": 0},
+        {**end, "usage": {"output_tokens": counts["output_tokens"]}},
+    ]
+    if not control.get("no_message_stop"):
+        events.append({"type": "message_stop"})
+    encoded = [f"event: {e['type']}\ndata: {dumps(e)}\n\n".encode() for e in events]
+    return await write_stream(request, ([], encoded, []), control)
+
+
+async def anthropic_count_tokens(
+    request: web.Request, record: RecordedRequest
+) -> web.StreamResponse:
+    """Native count_tokens: one token per word of the messages (and 1000 for any tools)."""
+    body = await read_json(request, record)
+    resolve(request, body)
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    tokens = word_count(*(message_text(m) for m in messages)) + (1000 if body.get("tools") else 0)
+    return web.json_response({"input_tokens": tokens})
 
 
 # ---------------------------------------------------------------- other endpoints
@@ -699,9 +858,16 @@ async def delete_requests(request: web.Request) -> web.Response:
 
 
 def create_app(
-    models: list[str] | None = None, *, name: str = "fake", require_key: str | None = None
+    models: list[str] | None = None,
+    *,
+    name: str = "fake",
+    require_key: str | None = None,
+    chunk_shape: str = "plain",
 ) -> web.Application:
-    """Build the fake upstream; ``models`` defaults to ``fake-model`` and ``fake-small``."""
+    """Build the fake upstream; ``models`` defaults to ``fake-model`` and ``fake-small``;
+    ``chunk_shape`` (one of ``CHUNK_SHAPES``) is the default shape of chat answers."""
+    if chunk_shape not in CHUNK_SHAPES:
+        raise ValueError(f"chunk_shape must be one of {CHUNK_SHAPES}, not {chunk_shape!r}")
     model_ids = tuple(DEFAULT_MODELS if models is None else models)
     listing = [
         {"id": model, "object": "model", "created": MODEL_CREATED, "owned_by": name}
@@ -709,13 +875,16 @@ def create_app(
     ]
     models_body = dumps({"object": "list", "data": listing}).encode()
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[SETTINGS] = FakeSettings(model_ids, name, require_key, models_body)
+    app[SETTINGS] = FakeSettings(model_ids, name, require_key, models_body, chunk_shape)
     app[RECORDED] = []
     app[SCRIPTS] = {}
     app[CALL_IDS] = itertools.count(1)
     routes = [
         ("GET", "/v1/models", list_models),
         ("POST", "/v1/chat/completions", chat_completions),
+        ("POST", "/v1/responses", responses),
+        ("POST", "/v1/messages", anthropic_messages),
+        ("POST", "/v1/messages/count_tokens", anthropic_count_tokens),
         ("POST", "/v1/completions", completions),
         ("POST", "/v1/embeddings", embeddings),
         ("POST", "/v1/images/generations", images),
@@ -762,9 +931,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--name", default="fake", help="owned_by in /v1/models")
     parser.add_argument("--require-key", help="answer 401 unless 'Authorization: Bearer KEY'")
+    parser.add_argument(
+        "--chunk-shape",
+        choices=CHUNK_SHAPES,
+        default="plain",
+        help="extra fields real servers put in chat answers (default: plain, none)",
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    app = create_app(models, name=args.name, require_key=args.require_key)
+    app = create_app(
+        models, name=args.name, require_key=args.require_key, chunk_shape=args.chunk_shape
+    )
     asyncio.run(serve(app, args.host, args.port))
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import tomllib
 import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,14 @@ from typing import Any
 
 import click
 
+from sparks.config_parser import TableParser
 from sparks.errors import ConfigError
 
 THINKING_DIALECTS = ("auto", "openai", "chat_template_kwargs", "ollama", "none")
 SANDBOX_MODES = ("auto", "bwrap", "none")
 UNKNOWN_MODEL_POLICIES = ("classify", "reject")
+CLIENT_TOOL_POLICIES = ("merge", "ignore", "reject")  # a request's own `tools` on a ghost (§5.1)
 DEFAULT_GHOST_TOOLS = ("read_file", "list_dir", "search", "write_file", "edit_file", "shell")
-INLINE_SECRET_KEYS = frozenset({"api_key", "key", "token", "secret", "password"})
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,21 @@ class OpenAIApiConfig:
 
 
 @dataclass(frozen=True)
+class OtlpConfig:
+    endpoint: str = ""  # "" = no traces; else the collector's OTLP/HTTP base URL (SPEC §10.3)
+    service_name: str = "sparks"
+    timeout_s: float = 10.0  # per export, in the exporter's thread; never on the request path
+
+
+@dataclass(frozen=True)
 class ObserverConfig:
     path: str = ""
     max_bytes: int = 50 * 1024 * 1024
     backups: int = 5
     log_content: bool = False
     console: bool = True
+    metrics_public: bool = False  # GET /metrics without a key (SPEC §10.2)
+    otlp: OtlpConfig = OtlpConfig()
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class GhostDefaults:
     sandbox: str = "auto"
     step_timeout_s: float = 300.0
     run_timeout_s: float = 1800.0
+    client_tools: str = "merge"
+    default_ghost: str = ""  # the classifier's last resort; "" = the first ghost
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ class GhostConfig:
     model: str | None = None
     max_steps: int | None = None
     sandbox: str | None = None
+    client_tools: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,76 +234,6 @@ def load_config(explicit: str | None = None) -> Config:
     return parse_config(data, path)
 
 
-class _Parser:
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.allow_inline = os.environ.get("SPARKS_ALLOW_INLINE_SECRETS") == "1"
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        where = str(self.path) if self.path else "config"
-        return ConfigError(f"{where}: {key}: {problem}")
-
-    def table(self, data: Any, key: str) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.fail(key, f"expected a table, got {type(data).__name__}")
-        return data
-
-    def dataclass_from(self, cls: type, data: Any, key: str, **fixed: Any) -> Any:
-        """Build `cls` from a TOML table, checking every key against the dataclass fields."""
-        data = self.table(data, key)
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)} - set(fixed)
-        values: dict[str, Any] = dict(fixed)
-        for name, raw in data.items():
-            path = f"{key}.{name}"
-            if name not in names:
-                raise self.fail(path, "unknown key")
-            if name in INLINE_SECRET_KEYS and raw and not self.allow_inline:
-                raise self.fail(
-                    path,
-                    "inline secrets are refused; use an env var or `sparks key set` "
-                    "(or set SPARKS_ALLOW_INLINE_SECRETS=1)",
-                )
-            values[name] = self.coerce(hints[name], raw, path)
-        return cls(**values)
-
-    def coerce(self, hint: Any, raw: Any, path: str) -> Any:
-        origin = typing.get_origin(hint)
-        args = typing.get_args(hint)
-        if origin in (types.UnionType, typing.Union):
-            inner = next(a for a in args if a is not type(None))
-            return self.coerce(inner, raw, path)
-        if origin is tuple:
-            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
-                raise self.fail(path, "expected a list of strings")
-            return tuple(raw)
-        if hint is bool:
-            if not isinstance(raw, bool):
-                raise self.fail(path, f"expected true or false, got {raw!r}")
-            return raw
-        if hint is int:
-            if isinstance(raw, bool) or not isinstance(raw, int):
-                raise self.fail(path, f"expected an integer, got {raw!r}")
-            if raw < 0:
-                raise self.fail(path, "must not be negative")
-            return raw
-        if hint is float:
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise self.fail(path, f"expected a number, got {raw!r}")
-            if raw < 0:
-                raise self.fail(path, "must not be negative")
-            return float(raw)
-        if hint is str:
-            if not isinstance(raw, str):
-                raise self.fail(path, f"expected a string, got {raw!r}")
-            return raw
-        raise self.fail(path, "unsupported value")  # pragma: no cover - schema bug
-
-    def choice(self, value: str, allowed: tuple[str, ...], key: str) -> None:
-        if value not in allowed:
-            raise self.fail(key, f"must be one of {', '.join(allowed)}; got {value!r}")
-
-
 BACKEND_APIS = ("chat", "responses", "anthropic")
 
 TOP_LEVEL = (
@@ -307,17 +249,17 @@ TOP_LEVEL = (
 
 def parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     """Validate a parsed TOML document into a Config."""
-    p = _Parser(path)
+    p = TableParser(path)
     for key in data:
         if key not in TOP_LEVEL:
-            raise p.fail(key, "unknown key")
+            raise p.error(key, "unknown key")
     api = p.dataclass_from(OpenAIApiConfig, data.get("openai_api", {}), "openai_api")
     try:
         split_bind(api.bind)
     except ValueError as exc:
-        raise p.fail("openai_api.bind", f"{exc}; got {api.bind!r}") from None
+        raise p.error("openai_api.bind", f"{exc}; got {api.bind!r}") from None
     p.choice(api.unknown_model, UNKNOWN_MODEL_POLICIES, "openai_api.unknown_model")
-    observer = p.dataclass_from(ObserverConfig, data.get("observer", {}), "observer")
+    observer = _parse_observer(p, data.get("observer", {}))
     if observer.path and path is not None and not Path(observer.path).expanduser().is_absolute():
         # relative to the config file, so `serve` and `events` agree from any directory
         observer = dataclasses.replace(observer, path=str(path.parent / observer.path))
@@ -325,9 +267,16 @@ def parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     classifier = p.dataclass_from(ClassifierConfig, data.get("classifier", {}), "classifier")
     defaults = p.dataclass_from(GhostDefaults, data.get("ghost_defaults", {}), "ghost_defaults")
     p.choice(defaults.sandbox, SANDBOX_MODES, "ghost_defaults.sandbox")
+    p.choice(defaults.client_tools, CLIENT_TOOL_POLICIES, "ghost_defaults.client_tools")
     if defaults.max_steps < 1:
-        raise p.fail("ghost_defaults.max_steps", "must be at least 1")
+        raise p.error("ghost_defaults.max_steps", "must be at least 1")
     ghosts = _parse_ghosts(p, data.get("ghosts", []))
+    names = [g.name for g in ghosts]
+    if defaults.default_ghost and defaults.default_ghost not in names:
+        raise p.error(
+            "ghost_defaults.default_ghost",
+            f"no ghost named {defaults.default_ghost!r}; ghosts: {', '.join(names)}",
+        )
     aliases = _parse_aliases(p, data.get("aliases", {}), backends, ghosts)
     return Config(
         path=path,
@@ -341,15 +290,23 @@ def parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     )
 
 
-def _parse_backends(p: _Parser, raw: Any) -> dict[str, BackendConfig]:
+def _parse_observer(p: TableParser, raw: Any) -> ObserverConfig:
+    table = dict(p.table(raw, "observer"))
+    otlp = p.dataclass_from(OtlpConfig, table.pop("otlp", {}), "observer.otlp")
+    if otlp.endpoint and not otlp.endpoint.startswith(("http://", "https://")):
+        raise p.error("observer.otlp.endpoint", "must start with http:// or https://")
+    return p.dataclass_from(ObserverConfig, table, "observer", otlp=otlp)
+
+
+def _parse_backends(p: TableParser, raw: Any) -> dict[str, BackendConfig]:
     backends: dict[str, BackendConfig] = {}
     for name, table in p.table(raw, "backends").items():
         key = f"backends.{name}"
         if "/" in name or ":" in name or not name:
-            raise p.fail(key, "backend names may not contain '/' or ':'")
+            raise p.error(key, "backend names may not contain '/' or ':'")
         table = dict(p.table(table, key))
         if "base_url" not in table:
-            raise p.fail(f"{key}.base_url", "missing (e.g. http://127.0.0.1:11434/v1)")
+            raise p.error(f"{key}.base_url", "missing (e.g. http://127.0.0.1:11434/v1)")
         infos: dict[str, ModelInfo] = {}
         for model, info in p.table(table.pop("model_info", {}), f"{key}.model_info").items():
             info_key = f'{key}.model_info."{model}"'
@@ -361,14 +318,14 @@ def _parse_backends(p: _Parser, raw: Any) -> dict[str, BackendConfig]:
         )
         p.choice(backend.api, BACKEND_APIS, f"{key}.api")
         if not backend.base_url.startswith(("http://", "https://")):
-            raise p.fail(f"{key}.base_url", "must start with http:// or https://")
+            raise p.error(f"{key}.base_url", "must start with http:// or https://")
         backends[name] = dataclasses.replace(backend, base_url=backend.base_url.rstrip("/"))
     return backends
 
 
-def _parse_ghosts(p: _Parser, raw: Any) -> tuple[GhostConfig, ...]:
+def _parse_ghosts(p: TableParser, raw: Any) -> tuple[GhostConfig, ...]:
     if not isinstance(raw, list):
-        raise p.fail("ghosts", "expected an array of tables ([[ghosts]])")
+        raise p.error("ghosts", "expected an array of tables ([[ghosts]])")
     by_name = {g.name: g for g in DEFAULT_GHOSTS}
     seen: set[str] = set()
     for index, table in enumerate(raw):
@@ -376,18 +333,20 @@ def _parse_ghosts(p: _Parser, raw: Any) -> tuple[GhostConfig, ...]:
         table = p.table(table, key)
         name = table.get("name")
         if not isinstance(name, str) or not name:
-            raise p.fail(f"{key}.name", "missing")
+            raise p.error(f"{key}.name", "missing")
         if name in seen:
-            raise p.fail(f"{key}.name", f"ghost {name!r} is defined twice")
+            raise p.error(f"{key}.name", f"ghost {name!r} is defined twice")
         if "/" in name or ":" in name:
-            raise p.fail(f"{key}.name", "may not contain '/' or ':'")
+            raise p.error(f"{key}.name", "may not contain '/' or ':'")
         seen.add(name)
         ghost = p.dataclass_from(GhostConfig, table, key)
         if ghost.sandbox is not None:
             p.choice(ghost.sandbox, SANDBOX_MODES, f"{key}.sandbox")
+        if ghost.client_tools is not None:
+            p.choice(ghost.client_tools, CLIENT_TOOL_POLICIES, f"{key}.client_tools")
         unknown_tools = [t for t in ghost.tools if t not in DEFAULT_GHOST_TOOLS]
         if unknown_tools:
-            raise p.fail(
+            raise p.error(
                 f"{key}.tools",
                 f"unknown tool {unknown_tools[0]!r}; known: {', '.join(DEFAULT_GHOST_TOOLS)}",
             )
@@ -396,7 +355,7 @@ def _parse_ghosts(p: _Parser, raw: Any) -> tuple[GhostConfig, ...]:
 
 
 def _parse_aliases(
-    p: _Parser,
+    p: TableParser,
     raw: Any,
     backends: Mapping[str, BackendConfig],
     ghosts: tuple[GhostConfig, ...],
@@ -406,15 +365,15 @@ def _parse_aliases(
     for name, chain in p.table(raw, "aliases").items():
         key = f"aliases.{name}"
         if name in ghost_ids:
-            raise p.fail(key, f"alias name collides with ghost id {name!r}")
+            raise p.error(key, f"alias name collides with ghost id {name!r}")
         if "/" in name and name.split("/", 1)[0] in backends:
-            raise p.fail(key, f"alias name collides with backend model id {name!r}")
+            raise p.error(key, f"alias name collides with backend model id {name!r}")
         if name.endswith(":local"):
-            raise p.fail(key, "alias names may not end in ':local'")
+            raise p.error(key, "alias names may not end in ':local'")
         if isinstance(chain, str):
             chain = [chain]
         if not isinstance(chain, list) or not chain or not all(isinstance(e, str) for e in chain):
-            raise p.fail(key, "expected a non-empty list of model ids")
+            raise p.error(key, "expected a non-empty list of model ids")
         aliases[name] = tuple(chain)
     for name in aliases:
         _check_alias_cycle(p, name, aliases, [])
@@ -422,11 +381,11 @@ def _parse_aliases(
 
 
 def _check_alias_cycle(
-    p: _Parser, name: str, aliases: Mapping[str, tuple[str, ...]], stack: list[str]
+    p: TableParser, name: str, aliases: Mapping[str, tuple[str, ...]], stack: list[str]
 ) -> None:
     if name in stack:
         cycle = " -> ".join([*stack[stack.index(name) :], name])
-        raise p.fail(f"aliases.{stack[0]}", f"alias cycle: {cycle}")
+        raise p.error(f"aliases.{stack[0]}", f"alias cycle: {cycle}")
     for entry in aliases.get(name, ()):
         if entry in aliases:
             _check_alias_cycle(p, entry, aliases, [*stack, name])

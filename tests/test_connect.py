@@ -77,7 +77,7 @@ def test_opencode_is_a_json_provider_config_with_limits(config_path: Path, with_
         "baseURL": "http://127.0.0.1:8899/v1",
         "apiKey": "{env:SPARKS_API_KEY}",
     }
-    assert list(provider["models"]) == AGENT_MODELS  # ghosts refuse OpenCode's tools
+    assert list(provider["models"]) == AGENT_MODELS + GHOSTS  # plain models first
     assert provider["models"]["local/qwen3:8b"] == {
         "name": "local/qwen3:8b",
         "limit": {"context": 32768, "output": 8192},
@@ -95,14 +95,15 @@ def test_continue_is_yaml_with_context_lengths(config_path: Path, with_key: str)
     document = yaml.safe_load(ok("continue", "--config", str(config_path)).stdout)
     assert document["schema"] == "v1"
     models = {m["model"]: m for m in document["models"]}
-    assert list(models) == GHOSTS + AGENT_MODELS
+    assert list(models) == AGENT_MODELS + GHOSTS  # `cn -p` uses the first
     qwen = models["local/qwen3:8b"]
     assert qwen["provider"] == "openai"
     assert qwen["apiBase"] == "http://127.0.0.1:8899/v1"
     assert qwen["apiKey"] == "${{ secrets.SPARKS_API_KEY }}"
     assert qwen["defaultCompletionOptions"] == {"contextLength": 32768}
     assert qwen["roles"] == ["chat", "edit", "apply"]
-    assert models["sparks/coder"]["roles"] == ["chat"]  # ghosts: chat mode only
+    assert models["sparks/coder"]["roles"] == ["chat"]
+    assert models["sparks/coder"]["capabilities"] == ["tool_use"]  # it merges the agent's tools
     assert "defaultCompletionOptions" not in models["local/tiny"]
 
     shown = yaml.safe_load(ok("continue", "--config", str(config_path), "--show-key").stdout)
@@ -189,7 +190,7 @@ def test_no_backend_models_warns(tmp_path: Path) -> None:
     path = tmp_path / "empty.toml"
     path.write_text('[backends.none]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = []\n')
     result = ok("opencode", "--config", str(path))
-    assert json.loads(result.stdout)["provider"]["sparks"]["models"] == {}
+    assert list(json.loads(result.stdout)["provider"]["sparks"]["models"]) == GHOSTS
     assert "no backend models" in result.stderr
 
 
@@ -199,3 +200,52 @@ def test_unreachable_backend_is_named_on_stderr(tmp_path: Path) -> None:
     result = ok("env", "--config", str(path))
     assert "export OPENAI_BASE_URL=" in result.stdout
     assert "backend down:" in result.stderr
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_snippet_puts_a_plain_model_first_and_ghosts_after(
+    tool: str, config_path: Path, with_key: str
+) -> None:
+    text = ok(tool, "--config", str(config_path)).stdout
+    first_plain = min(text.index(m) for m in AGENT_MODELS if m in text)
+    ghost_mentions = [text.index(g) for g in ("sparks/coder", "sparks/scout") if g in text]
+    assert ghost_mentions, f"{tool}: ghosts are missing"
+    assert first_plain < min(ghost_mentions), f"{tool}: a ghost comes before the plain models"
+    for line in text.splitlines():  # and within every listing
+        plain = [line.index(m) for m in AGENT_MODELS if m in line]
+        ghosts = [line.index(g) for g in ("sparks/coder", "sparks/scout") if g in line]
+        if plain and ghosts:
+            assert max(plain) < min(ghosts), f"{tool}: {line!r}"
+
+
+def test_a_ghost_that_rejects_client_tools_is_left_out_of_agent_snippets(
+    config_path: Path, with_key: str
+) -> None:
+    config_path.write_text(
+        config_path.read_text() + '[[ghosts]]\nname = "strict"\nclient_tools = "reject"\n'
+    )
+    models = json.loads(ok("opencode", "--config", str(config_path)).stdout)["provider"]
+    assert list(models["sparks"]["models"]) == [*AGENT_MODELS, "sparks/coder", "sparks/scout"]
+    document = yaml.safe_load(ok("continue", "--config", str(config_path)).stdout)
+    strict = next(m for m in document["models"] if m["model"] == "sparks/strict")
+    assert "capabilities" not in strict  # listed for chat, without tool use
+
+
+def test_litellm_model_metadata_reaches_the_snippets() -> None:
+    """LiteLLM-style discovery fields (max_input_tokens, max_output_tokens, also under
+    model_info) become context limits in the snippets (SPEC §4.5)."""
+    from sparks.backends.catalog import Catalog
+    from sparks.cli.connect import Connection, client_models, render_opencode
+
+    config = parse_config({"backends": {"lite": {"base_url": "http://127.0.0.1:9/v1"}}}, None)
+    catalog = Catalog(config)
+    catalog.discovered["lite"] = {
+        "gpt-x": {"id": "gpt-x", "max_input_tokens": 128000, "max_output_tokens": 4096},
+        "claude-y": {"id": "claude-y", "model_info": {"max_input_tokens": 200000}},
+    }
+    catalog.models["lite"] = ("gpt-x", "claude-y")
+    catalog.table = type(catalog.table)(config, catalog.models)
+    conn = Connection("http://127.0.0.1:8787/v1", client_models(catalog.entries(), config))
+    models = json.loads(render_opencode(conn)[0])["provider"]["sparks"]["models"]
+    assert models["lite/gpt-x"]["limit"] == {"context": 128000, "output": 4096}
+    assert models["lite/claude-y"]["limit"] == {"context": 200000, "output": 8192}

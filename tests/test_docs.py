@@ -20,7 +20,7 @@ CONFIG_DOC = DOCS / "configuration.md"
 TABLE_HEADER = "| key | type | default | meaning |"
 
 # dataclass fields that are not keys of their TOML table (the table name; a sub-table)
-NOT_KEYS = {"[backends.NAME]": {"name", "model_info"}}
+NOT_KEYS = {"[backends.NAME]": {"name", "model_info"}, "[observer]": {"otlp"}}
 
 
 def _defaults() -> dict[str, Any]:
@@ -36,6 +36,7 @@ def _defaults() -> dict[str, Any]:
     return {
         "[openai_api]": config.openai_api,
         "[observer]": config.observer,
+        "[observer.otlp]": config.observer.otlp,
         "[backends.NAME]": backend,
         '[backends.NAME.model_info."MODEL"]': backend.model_info["m"],
         "[classifier]": config.classifier,

@@ -338,10 +338,13 @@ async def test_disconnect_kills_a_running_shell_within_a_second(
     assert [e["status"] for e in events if e["event"] == "request.failed"] == [499]
 
 
-async def test_client_tools_and_n_above_one_are_400_unsupported_option(
-    sparks_client: Any, upstream: Any, tmp_path: Path, workspace: Path
+async def test_client_tools_under_reject_and_n_above_one_are_400_unsupported_option(
+    sparks_client: Any, upstream: Any, fake: Any, tmp_path: Path, workspace: Path
 ) -> None:
-    client = await sparks_client(ghost_config(tmp_path, upstream, workspace))
+    """`client_tools = "reject"` refuses a request's tools; `merge` (the default) is in
+    tests/test_ghost_client_tools.py."""
+    config = ghost_config(tmp_path, upstream, workspace, ghost_defaults={"client_tools": "reject"})
+    client = await sparks_client(config)
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     for extra, param in (({"tools": tools}, "tools"), ({"n": 2}, "n")):
         resp = await client.post(
@@ -352,6 +355,7 @@ async def test_client_tools_and_n_above_one_are_400_unsupported_option(
         assert resp.status == 400
         error = (await resp.json())["error"]
         assert error["code"] == "unsupported_option" and error["param"] == param
+    assert not [r for r in upstream.app[fake.RECORDED] if r.path.endswith("/chat/completions")]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Real clients against a live `sparks serve` subprocess on the fake upstream subprocess.
 
-The official `openai` npm and Python SDKs, then real coding tools run headless (OpenCode, Aider)
-with the configuration `sparks connect` prints. `tests/clients/install.sh` installs the tools;
+The official `openai` npm and Python SDKs, then real coding tools run headless (OpenCode, Aider,
+Continue's `cn`, `llm`) with the configuration `sparks connect` prints, on backend models and on
+ghosts that merge the tools these clients send. `tests/clients/install.sh` installs the tools;
 a test whose tool is missing skips and says how to install it. The tools get an outgoing proxy
 on a closed loopback port, so a run passes only if it needs nothing but Sparks.
 """
@@ -41,8 +42,11 @@ TOOLS_DIR = Path(
 INSTALL_HINT = "run `bash tests/clients/install.sh`"
 TOOL_TIMEOUT_S = 90
 # One upstream model per tool, so each tool's requests are told apart in the event log.
-UPSTREAM_MODELS = "fake-model,fake-opencode,fake-aider"
+UPSTREAM_MODELS = "fake-model,fake-opencode,fake-aider,fake-ghost"
+GHOST_MODEL = "fake-ghost"  # the ghosts' model: each ghost test queues its turns for it
 REPLY = "Hello from the fake upstream, relayed by Sparks."
+GHOST_REPLY = "The workspace holds notes.txt; nothing else to report."
+LIST_DIR = {"tool_calls": [{"name": "list_dir", "arguments": {"path": "."}}]}
 AIDER_FLAGS = (
     "--no-git",
     "--yes-always",
@@ -72,6 +76,24 @@ class Stack:
         request = urllib.request.Request(url, body, method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
+
+    def upstream_requests(self, model: str) -> list[dict[str, Any]]:
+        """Chat request bodies the fake upstream received for `model`."""
+        url = self.upstream.removesuffix("/v1") + "/_fake/requests"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            records = json.loads(response.read())
+        return [
+            r["json"]
+            for r in records
+            if r["path"].endswith("/chat/completions") and (r["json"] or {}).get("model") == model
+        ]
+
+    def ghost_steps(self, ghost: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in read_events(self.events)
+            if e["event"] == "ghost.step" and e["ghost"] == ghost
+        ]
 
     def clear_script(self) -> None:
         url = self.upstream.removesuffix("/v1") + "/_fake/script"
@@ -116,12 +138,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         port = free_port()
         config = home / "config.toml"
         events = home / "events.jsonl"
+        workspace = home / "ws"  # the ghosts' workspace: apart from config and events
+        workspace.mkdir()
+        (workspace / "notes.txt").write_text("Nothing to see here.\n")
+        ghosts = "".join(
+            f'[[ghosts]]\nname = "{name}"\ndescription = "{name}"\nworkspace = "{workspace}"\n'
+            + ("read_only = true\n" if name == "scout" else "")
+            for name in ("coder", "scout")
+        )
         config.write_text(
             f'[openai_api]\nbind = "127.0.0.1:{port}"\n'
             f'[observer]\npath = "{events}"\nconsole = false\n'
             f'[backends.up]\nbase_url = "{upstream}"\n'
             '[backends.up.model_info."fake-opencode"]\ncontext_length = 32768\n'
             '[backends.up.model_info."fake-aider"]\ncontext_length = 16384\n'
+            f'[ghost_defaults]\nmodel = "up/{GHOST_MODEL}"\nsandbox = "none"\n{ghosts}'
         )
         with open(home / "serve.stderr", "w") as stderr:  # a file: a full pipe would stall it
             serve = subprocess.Popen(
@@ -303,3 +334,186 @@ def test_aider_message_completes_through_sparks(stack: Stack, tmp_path: Path) ->
     assert REPLY in proc.stdout
     assert "Unknown context window" not in proc.stdout  # it read the metadata snippet
     assert len(stack.completed_user_agents("up/fake-aider")) == 1
+
+
+# --- ghosts inside coding agents: the agents' tools merged (SPEC §5.1) ----------------------
+
+
+GHOST_TOOLS = {"read_file", "list_dir", "search", "write_file", "edit_file", "shell"}
+
+
+def merged_tools(stack: Stack, before: int) -> list[str]:
+    """The tools offered to the ghost's model since request `before` (the widest offer: a title
+    request may come without tools): the ghost's own, then the client's."""
+    requests = stack.upstream_requests(GHOST_MODEL)[before:]
+    assert requests, "the ghost never called its model"
+    names = max(([t["function"]["name"] for t in r.get("tools") or []] for r in requests), key=len)
+    assert names[:3] == ["read_file", "list_dir", "search"], names
+    assert set(names) - GHOST_TOOLS, f"the client's tools were not offered: {names}"
+    return names
+
+
+def test_opencode_run_with_a_ghost_merges_its_tools(stack: Stack, tmp_path: Path) -> None:
+    """`opencode run --model sparks/sparks/coder`: OpenCode sends its tools, the ghost runs its
+    own, the answer arrives and the ghost's step is in the log."""
+    opencode = find_tool("opencode/node_modules/.bin/opencode", "opencode")
+    if opencode is None:
+        skip_or_fail(f"opencode is not installed: {INSTALL_HINT}")
+    config = tmp_path / "opencode.json"
+    config.write_text(connect_output(stack, "opencode"))
+    models = list(json.loads(config.read_text())["provider"]["sparks"]["models"])
+    assert models.index("sparks/coder") > models.index("up/fake-model")  # ghosts after
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    stack.script(GHOST_MODEL, [LIST_DIR, *[{"reply": GHOST_REPLY}] * 6])
+    before = len(stack.upstream_requests(GHOST_MODEL))
+    env = tool_env(
+        tmp_path / "home",
+        SPARKS_API_KEY=KEY,
+        OPENCODE_CONFIG=str(config),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
+        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
+        OPENCODE_DISABLE_SHARE="1",
+    )
+    try:
+        proc = subprocess.run(
+            [opencode, "run", "--model", "sparks/sparks/coder", "What is in the workspace?"],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_S,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert GHOST_REPLY in proc.stdout
+    names = merged_tools(stack, before)
+    assert "bash" in names  # OpenCode's own tools, offered beside the ghost's
+    assert [s["tool"] for s in stack.ghost_steps("coder")][:1] == ["list_dir"]
+
+
+def continue_setup(stack: Stack, tmp_path: Path, selected: str | None = None) -> tuple[Path, Path]:
+    """`sparks connect continue` output as-is, its key in ~/.continue/.env (as the snippet says),
+    and optionally a model picked as `/model` would persist it."""
+    home = tmp_path / "home"
+    (home / ".continue" / "index").mkdir(parents=True)
+    (home / ".continue" / ".env").write_text(f"SPARKS_API_KEY={KEY}\n")
+    if selected is not None:
+        context = {"cliSelectedModel": selected}
+        (home / ".continue" / "index" / "globalContext.json").write_text(json.dumps(context))
+    config = tmp_path / "continue.yaml"
+    config.write_text(connect_output(stack, "continue"))
+    return home, config
+
+
+def run_cn(
+    cn: str, home: Path, config: Path, cwd: Path, prompt: str
+) -> subprocess.CompletedProcess:
+    env = tool_env(home, CONTINUE_CLI_ENABLE_TELEMETRY="0", CONTINUE_METRICS_ENABLED="0")
+    return subprocess.run(
+        [cn, "-p", prompt, "--config", str(config)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def find_cn() -> str:
+    cn = find_tool("continue/node_modules/.bin/cn", "cn")
+    if cn is None:
+        skip_or_fail(f"Continue's cn is not installed: {INSTALL_HINT}")
+    return cn
+
+
+def test_continue_cn_uses_the_first_model_of_the_snippet(stack: Stack, tmp_path: Path) -> None:
+    """`cn -p` takes the first model: a backend model, not a ghost."""
+    cn = find_cn()
+    home, config = continue_setup(stack, tmp_path)
+    stack.script("fake-model", [{"reply": REPLY}] * 3)
+    try:
+        proc = run_cn(cn, home, config, tmp_path, "Say hello.")
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert REPLY in proc.stdout
+    agents = stack.completed_user_agents("up/fake-model")
+    assert agents, "cn's request did not reach up/fake-model"
+
+
+def test_continue_cn_with_the_scout_ghost(stack: Stack, tmp_path: Path) -> None:
+    """`cn -p` on sparks/scout (picked as `/model` persists it): cn's tools are merged, the
+    ghost lists its workspace and answers."""
+    cn = find_cn()
+    home, config = continue_setup(stack, tmp_path, selected="sparks/scout (Sparks)")
+    stack.script(GHOST_MODEL, [LIST_DIR, *[{"reply": GHOST_REPLY}] * 3])
+    before = len(stack.upstream_requests(GHOST_MODEL))
+    try:
+        proc = run_cn(cn, home, config, tmp_path, "What is in the workspace?")
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert GHOST_REPLY in proc.stdout
+    merged_tools(stack, before)
+    assert [s["tool"] for s in stack.ghost_steps("scout")][-1:] == ["list_dir"]
+
+
+LLM_FUNCTION = """
+def get_weather(city: str) -> str:
+    "The current weather in a city."
+    return f"{city}: 12C, light rain"
+"""
+
+
+def test_llm_functions_round_trip_through_the_scout_ghost(stack: Stack, tmp_path: Path) -> None:
+    """`llm --functions`: the ghost runs list_dir itself, hands get_weather to llm, llm runs it
+    and sends the result back, and the ghost's answer uses it; the second model request carries
+    the ghost's own step of the first."""
+    llm = find_tool("llm/bin/llm", "llm")
+    if llm is None:
+        skip_or_fail(f"llm is not installed: {INSTALL_HINT}")
+    user_path = tmp_path / "llm"
+    user_path.mkdir()
+    (user_path / "extra-openai-models.yaml").write_text(
+        "- model_id: sparks-scout\n"
+        "  model_name: sparks/scout\n"
+        f"  api_base: {stack.base_url}\n"
+        "  api_key_name: sparks\n"
+        "  supports_tools: true\n"
+    )
+    (user_path / "keys.json").write_text(json.dumps({"sparks": KEY}))
+    weather = {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
+    stack.script(GHOST_MODEL, [LIST_DIR, weather, {"reply": "Done: {last_tool_result}"}])
+    before = len(stack.upstream_requests(GHOST_MODEL))
+    try:
+        proc = subprocess.run(
+            [llm, "-m", "sparks-scout", "--functions", LLM_FUNCTION, "Weather in Oslo?"],
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_S,
+            env=tool_env(tmp_path / "home", LLM_USER_PATH=str(user_path)),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stack.clear_script()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Done: Oslo: 12C, light rain" in proc.stdout
+    requests = stack.upstream_requests(GHOST_MODEL)[before:]
+    assert len(requests) == 3
+    second_turn = requests[2]["messages"]
+    assert [m["role"] for m in second_turn] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+    ]
+    assert second_turn[2]["tool_calls"][0]["function"]["name"] == "list_dir"  # spliced back in
+    assert second_turn[4]["tool_calls"][0]["function"]["name"] == "get_weather"

@@ -210,6 +210,8 @@ class Catalog:
         discovered = self.discovered.get(backend, {}).get(model, {})
         entry["owned_by"] = str(discovered.get("owned_by") or backend)
         entry["context_length"] = info.context_length or _discovered_context(discovered)
+        if (output_limit := _discovered_output_limit(discovered)) is not None:
+            entry["max_output_tokens"] = output_limit
         entry["supports_tools"] = True if info.supports_tools is None else info.supports_tools
         entry["supports_thinking"] = info.thinking in THINKING_BY_DIALECT
         entry["thinking_default_on"] = info.thinking_default_on
@@ -220,8 +222,22 @@ class Catalog:
 
 
 def _discovered_context(entry: dict[str, Any]) -> int | None:
-    for key in ("context_length", "max_model_len", "context_window"):
-        value = entry.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    """The context window from every common field (SPEC §4.5); `max_input_tokens` is LiteLLM's,
+    at the top level or under its `model_info`."""
+    return _discovered_int(
+        entry, ("context_length", "max_model_len", "context_window", "max_input_tokens")
+    )
+
+
+def _discovered_output_limit(entry: dict[str, Any]) -> int | None:
+    return _discovered_int(entry, ("max_output_tokens",))
+
+
+def _discovered_int(entry: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    info = entry.get("model_info")
+    for source in (entry, info if isinstance(info, dict) else {}):
+        for key in keys:
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
     return None

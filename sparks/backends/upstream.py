@@ -5,8 +5,8 @@ Routing decides *which* targets; this module only tries them in order and report
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,42 +15,20 @@ from typing import Any
 import aiohttp
 
 from sparks import jsonfast
+from sparks.backends.attempts import (
+    ERROR_BODY_BYTES,
+    Attempt,
+    exhausted_error,
+    passthrough_error,
+)
+from sparks.backends.watchdog import IdleWatchdog
 from sparks.config import BackendConfig
-from sparks.errors import SparksError
 from sparks.keys import find_backend_key
 from sparks.observe.record import RequestRecord
 from sparks.routing import Target
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
-ERROR_BODY_BYTES = 64 * 1024
-ERROR_MESSAGE_CHARS = 500
-ERROR_EXCERPT_CHARS = 160
 RETRYABLE_STATUS = frozenset({408, 429})
-
-
-@dataclass
-class Attempt:
-    target: Target
-    status: int | None = None
-    error: str | None = None
-    kind: str = "ok"  # ok | connect | timeout | status | invalid | skipped
-    latency_ms: float = 0.0
-    retry_after: str | None = None
-    body: bytes = b""
-    content_type: str = ""
-
-    def error_text(self) -> str:
-        return summarize_error_body(self.body, self.content_type)
-
-    def trace(self) -> dict[str, Any]:
-        return {
-            "target": self.target.sparks_id,
-            "backend": self.target.backend,
-            "upstream_model": self.target.upstream_model,
-            "status": self.status,
-            "error": self.error,
-            "latency_ms": self.latency_ms,
-        }
 
 
 @dataclass
@@ -62,6 +40,13 @@ class Served:
     upstream_ms: float
     response: aiohttp.ClientResponse | None = None
     payload: Any = None
+    idle_timeout_s: float | None = None  # longest silence allowed in an open body
+
+    def watchdog(self) -> IdleWatchdog | None:
+        """The one idle timer for reading this open body (None without a limit)."""
+        if self.response is None or not self.idle_timeout_s:
+            return None
+        return IdleWatchdog(self.idle_timeout_s, self.response.close)
 
     @property
     def fallback_from(self) -> str | None:
@@ -96,8 +81,7 @@ class Upstreams:
         self.health: dict[str, BackendHealth] = {name: BackendHealth() for name in backends}
         self._auth: dict[str, dict[str, str]] = {}
         for name, backend in backends.items():
-            key = find_backend_key(backend)
-            self._auth[name] = {"Authorization": f"Bearer {key.key}"} if key else {}
+            self._auth[name] = auth_headers(backend.api, find_backend_key(backend))
 
     @staticmethod
     def new_session() -> aiohttp.ClientSession:
@@ -110,11 +94,13 @@ class Upstreams:
             headers={"User-Agent": "sparks"},
         )
 
-    def timeout_for(self, backend: BackendConfig) -> aiohttp.ClientTimeout:
+    def timeout_for(self, backend: BackendConfig, open_body: bool) -> aiohttp.ClientTimeout:
+        """An answer read whole keeps aiohttp's per-read timer; one kept open (a stream) is
+        bounded by a deadline for its headers and then by the reader's one IdleWatchdog."""
         return aiohttp.ClientTimeout(
             total=None,
             sock_connect=backend.connect_timeout_s,
-            sock_read=backend.timeout_s or None,
+            sock_read=None if open_body else (backend.timeout_s or None),
         )
 
     async def get_json(self, backend: BackendConfig, path: str, timeout_s: float) -> Any:
@@ -181,12 +167,13 @@ class Upstreams:
         start = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         try:
-            response = await self.session.post(
-                backend.base_url + path,
-                data=body,
-                headers=headers,
-                timeout=self.timeout_for(backend),
-            )
+            async with asyncio.timeout(backend.timeout_s if stream or raw else None):
+                response = await self.session.post(
+                    backend.base_url + path,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout_for(backend, stream or raw),
+                )
             attempt.status = response.status
             if response.status >= 400:
                 attempt.kind = "status"
@@ -197,7 +184,9 @@ class Upstreams:
                 response.close()
                 return _finish(attempt, start), None
             if stream or raw:
-                served = Served(target, [], 0.0, response=response)
+                served = Served(
+                    target, [], 0.0, response=response, idle_timeout_s=backend.timeout_s or None
+                )
                 _finish(attempt, start)
                 served.upstream_ms = attempt.latency_ms
                 return attempt, served
@@ -248,6 +237,20 @@ class Upstreams:
         if attempt.kind in ("connect", "timeout"):
             cooldown = self.backends[target.backend or ""].cooldown_s
             health.cooldown_until = time.monotonic() + cooldown
+
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def auth_headers(api: str, key: Any) -> dict[str, str]:
+    """How a backend wants its key: Anthropic's API takes `x-api-key` and a version header
+    (SPEC §9: `api = "anthropic"` backends); everything else a bearer token."""
+    if api == "anthropic":
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if key:
+            headers["x-api-key"] = key.key
+        return headers
+    return {"Authorization": f"Bearer {key.key}"} if key else {}
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int, strict: bool) -> bytes:
@@ -305,90 +308,6 @@ def _parse_payload(raw: bytes, content_type: str) -> Any:
         raise _Invalid(f"invalid JSON from upstream: {exc}") from None
 
 
-def summarize_error_body(body: bytes, content_type: str = "") -> str:
-    """An upstream error body in a line: the `error.message` of a JSON error, else the content
-    type and a short plain-text excerpt (an HTML page is stripped of its tags), never raw."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return _clean(str(error["message"]), ERROR_MESSAGE_CHARS)
-        if isinstance(error, str) and error:
-            return _clean(error, ERROR_MESSAGE_CHARS)
-    kind = content_type.split(";")[0].strip() or "no content type"
-    text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
-    if "html" in kind or text.lstrip()[:1] == "<":
-        text = _TAGS.sub(" ", _SCRIPTS.sub(" ", text))
-    excerpt = _clean(text, ERROR_EXCERPT_CHARS)
-    return f"{kind}, {len(body)} bytes" + (f": {excerpt}" if excerpt else "")
-
-
-_SCRIPTS = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
-_TAGS = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def _clean(text: str, limit: int) -> str:
-    """One line of printable text, at most `limit` characters."""
-    text = _SPACE.sub(" ", "".join(c if c.isprintable() else " " for c in text)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _connect_text(backend: BackendConfig, exc: Exception) -> str:
     reason = getattr(exc, "strerror", None) or type(exc).__name__
     return f"cannot connect to {backend.name} at {backend.base_url}: {reason}"
-
-
-def passthrough_error(attempt: Attempt, attempts: list[Attempt]) -> SparksError:
-    """An upstream 4xx goes back as it came: status, and the upstream's error object if shaped."""
-    status = attempt.status or 502
-    headers = {"Retry-After": attempt.retry_after} if attempt.retry_after else {}
-    error: dict[str, Any] | None = None
-    try:
-        data = json.loads(attempt.body)
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            error = data["error"]
-    except (ValueError, RecursionError):
-        pass
-    code = str(error.get("code") or f"upstream_{status}") if error else f"upstream_{status}"
-    if not code.isprintable() or len(code) > 100:
-        code = f"upstream_{status}"
-    message = attempt.error_text()
-    exc = SparksError(
-        status,
-        code,
-        f"{attempt.target.sparks_id}: {message}",
-        param=error["param"] if error and isinstance(error.get("param"), str) else None,
-        headers=headers,
-    )
-    exc.route_trace = [a.trace() for a in attempts]
-    return exc
-
-
-def exhausted_error(attempts: list[Attempt]) -> SparksError:
-    """SPEC §4.2: the last entry's 4xx as it came, else 502/503/504."""
-    tried = [a for a in attempts if a.kind != "skipped"]
-    if not tried:
-        exc = SparksError(503, "no_backend", "No backend can serve this model")
-        exc.route_trace = [a.trace() for a in attempts]
-        return exc
-    last = tried[-1]
-    if last.kind == "status" and last.status is not None and last.status < 500:
-        return passthrough_error(last, attempts)
-    reached = [a for a in tried if a.kind != "connect"]
-    if reached:  # the last entry that answered (or timed out) decides 4xx / 502 / 504
-        last = reached[-1]
-        if last.kind == "status" and last.status is not None and last.status < 500:
-            return passthrough_error(last, attempts)
-    if last.kind == "connect":
-        exc = SparksError(503, "upstream_unavailable", last.error or "upstream unreachable")
-    elif last.kind == "timeout":
-        exc = SparksError(504, "upstream_timeout", last.error or "upstream timed out")
-    else:
-        detail = last.error or "invalid response"
-        exc = SparksError(502, "upstream_error", f"{last.target.sparks_id}: {detail}")
-    exc.route_trace = [a.trace() for a in attempts]
-    return exc

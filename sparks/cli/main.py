@@ -16,6 +16,7 @@ from sparks.cli.connect import connect
 from sparks.cli.events import events
 from sparks.cli.keys import key
 from sparks.cli.options import config_failure, config_option, fail, json_option, load_or_exit
+from sparks.cli.ui import ui
 from sparks.config import Config, ConfigError, find_config_path, load_config
 
 
@@ -208,3 +209,4 @@ main.add_command(key)
 main.add_command(connect)
 main.add_command(events)
 main.add_command(activity)
+main.add_command(ui)

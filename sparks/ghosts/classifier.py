@@ -1,5 +1,6 @@
 """Which ghost answers a `sparks` request (SPEC §5.3): an LLM choice when configured, a
-deterministic keyword heuristic otherwise or on failure, the first ghost last."""
+deterministic keyword heuristic otherwise or on failure, `ghost_defaults.default_ghost` (else the
+first ghost) last."""
 
 from __future__ import annotations
 
@@ -97,10 +98,14 @@ AskModel = Callable[[list[dict[str, str]]], Awaitable[str]]
 
 
 class Classifier:
-    def __init__(self, ghosts: Sequence[GhostSpec], timeout_s: float) -> None:
+    def __init__(
+        self, ghosts: Sequence[GhostSpec], timeout_s: float, default_ghost: str = ""
+    ) -> None:
         self.ghosts = list(ghosts)
         self.names = [g.name for g in ghosts]
         self.timeout_s = timeout_s
+        fallback = self.names[0] if self.names else ""
+        self.default_ghost = default_ghost if default_ghost in self.names else fallback
         self._cache: OrderedDict[str, str] = OrderedDict()
 
     async def decide(
@@ -135,7 +140,7 @@ class Classifier:
         choice = keyword_choice(self.ghosts, text)
         if choice is not None:
             return done(choice, "keyword", note)
-        return done(self.names[0], "default", note)
+        return done(self.default_ghost, "default", note)
 
     def _remember(self, key: str, ghost: str) -> None:
         self._cache[key] = ghost

@@ -27,6 +27,7 @@ class GhostSpec:
     soul: str  # markdown identity text ("" when none)
     step_timeout_s: float
     run_timeout_s: float
+    client_tools: str = "merge"  # merge | ignore | reject: a request's own `tools` (SPEC §5.1)
 
     @property
     def sparks_id(self) -> str:
@@ -96,6 +97,7 @@ def ghost_specs(config: Config, protected: Iterable[Path] = ()) -> list[GhostSpe
                 soul=soul,
                 step_timeout_s=defaults.step_timeout_s,
                 run_timeout_s=defaults.run_timeout_s,
+                client_tools=ghost.client_tools or defaults.client_tools,
             )
         )
     return specs

@@ -15,7 +15,9 @@ READ_ONLY_RULES = (
 )
 
 
-def system_prompt(spec: GhostSpec, tool_names: tuple[str, ...]) -> str:
+def system_prompt(
+    spec: GhostSpec, tool_names: tuple[str, ...], client_tools: tuple[str, ...] = ()
+) -> str:
     parts = []
     if spec.soul.strip():
         parts.append(spec.soul.strip())
@@ -34,4 +36,11 @@ def system_prompt(spec: GhostSpec, tool_names: tuple[str, ...]) -> str:
     rules += READ_ONLY_RULES if spec.read_only else WRITE_RULES
     rules += "- When you are done, answer the user directly without calling more tools."
     parts.append(rules)
+    if client_tools:
+        parts.append(
+            f"The user's own application also offers tools: {', '.join(client_tools)}. They run "
+            "on the user's side, not in your workspace: calling one ends your turn, and its "
+            "result comes back in the user's next message. Prefer your own tools for reading "
+            "and changing the workspace; use the application's tools when the task needs them."
+        )
     return "\n\n".join(parts)

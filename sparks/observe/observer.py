@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -22,6 +23,8 @@ import structlog
 from sparks import jsonfast
 from sparks.config import ObserverConfig
 from sparks.observe.flood import RejectionFlood
+
+log = logging.getLogger("sparks")
 
 LEVELS = {
     "request.failed": "error",
@@ -128,6 +131,10 @@ class Observer:
         self.file = RotatingFile(self.path, config.max_bytes, config.backups)
         self.console = console
         self.subscribers: set[Subscriber] = set()
+        # In-process consumers of every event (metrics, traces): called with the event dict
+        # right after its line is written; they must be quick, must not block and must not
+        # change the dict.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         # A structlog processor chain, run directly: a BoundLogger around it doubled the cost of
         # an event on the request path (measured: 8.5 µs → 4 µs per event).
         self._enrich = (_Timestamp(), _level)
@@ -145,6 +152,11 @@ class Observer:
             event_dict = processor(None, "info", event_dict)
         line = self._render(None, "info", event_dict)
         self.file.write(line.encode() + b"\n")
+        for listener in self.listeners:
+            try:
+                listener(event_dict)
+            except Exception:  # a metrics or trace bug must never fail the request
+                log.exception("observer listener %r failed on %s", listener, event)
         if self.console is not None:
             self.console.write(render_console(event_dict, self.console_color) + "\n")
             self.console.flush()

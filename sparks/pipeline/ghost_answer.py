@@ -17,6 +17,7 @@ from sparks.backends.upstream import Upstreams
 from sparks.config import Config
 from sparks.errors import SparksError
 from sparks.ghosts.classifier import Classifier, Decision
+from sparks.ghosts.client_tools import offer_tools
 from sparks.ghosts.definitions import GhostSpec, ghost_specs
 from sparks.ghosts.loop import LoopResult, run_ghost_loop
 from sparks.ghosts.prompt import system_prompt
@@ -24,6 +25,7 @@ from sparks.ghosts.tools import offered_tool_schemas, tool_context
 from sparks.observe.observer import events_path
 from sparks.observe.record import RequestRecord
 from sparks.pipeline.answer import Answer
+from sparks.pipeline.ghost_memory import GhostMemory
 from sparks.pipeline.ghost_turns import model_turn, turn_from_message
 from sparks.pipeline.plan import Plan
 from sparks.protocol import ChatRequest, chat_chunk, chat_completion, sse_event, usage_chunk
@@ -67,8 +69,16 @@ class GhostEvents:
         if self.stream and text:
             self.send({"content": text})
 
-    def step(self, step: int, tool: str, summary: str, ok: bool, duration_ms: float) -> None:
+    def tool_calls(self, calls: list[dict[str, Any]]) -> None:
+        """Calls handed back to the client: one ordinary tool-call delta each."""
+        for index, call in enumerate(calls):
+            self.send({"tool_calls": [{"index": index, **call}]})
+
+    def step(
+        self, step: int, tool: str, summary: str, ok: bool, duration_ms: float, note: str = ""
+    ) -> None:
         self.record.tools_ms = (self.record.tools_ms or 0.0) + duration_ms
+        extra = {"note": note} if note else {}
         self.record.emit(
             "ghost.step",
             ghost=self.spec.name,
@@ -77,6 +87,7 @@ class GhostEvents:
             args_summary=summary,
             ok=ok,
             duration_ms=duration_ms,
+            **extra,
         )
 
 
@@ -89,17 +100,14 @@ class Ghosts:
         self.upstreams = upstreams
         specs = ghost_specs(config, protected=[events_path(config.observer)])
         self.specs = {spec.name: spec for spec in specs}
-        self.classifier = Classifier(list(self.specs.values()), config.classifier.timeout_s)
+        self.classifier = Classifier(
+            list(self.specs.values()),
+            config.classifier.timeout_s,
+            config.ghost_defaults.default_ghost,
+        )
+        self.memory = GhostMemory()
 
     async def plan(self, route: Route, chat: ChatRequest, record: RequestRecord) -> Plan:
-        if chat.body.get("tools"):
-            raise SparksError(
-                400,
-                "unsupported_option",
-                f"'tools' cannot be sent to a ghost ({route.model}): ghosts bring their own "
-                "tools; call a backend model to use yours",
-                param="tools",
-            )
         if isinstance(chat.body.get("n"), int) and chat.body["n"] > 1:
             raise SparksError(400, "unsupported_option", "ghosts answer with n = 1", param="n")
         decision: Decision | None = None
@@ -114,6 +122,8 @@ class Ghosts:
             spec = self.specs[decision.ghost]
         else:
             spec = self.specs[route.chain[0].ghost or ""]
+        # a refusal or a malformed `tools`/`tool_choice` is a 400 before anything runs
+        offer_tools(spec.client_tools, spec.name, offered_tool_schemas(spec), chat.body)
         return Plan(route, self._model_chain(spec, route.local_only), spec, decision)
 
     def _model_chain(self, spec: GhostSpec, local_only: bool) -> tuple[Target, ...]:
@@ -146,6 +156,9 @@ class Ghosts:
             return answer
         result = await self._run(plan, chat, record, sink, log_content)
         message: dict[str, Any] = {"role": "assistant", "content": result.content}
+        if result.handoff is not None:
+            message["content"] = result.content or None
+            message["tool_calls"] = result.handoff.calls
         if result.progress:
             message["reasoning_content"] = "\n".join(result.progress)
         answer.payload = chat_completion(
@@ -177,6 +190,8 @@ class Ghosts:
                 yield event
             await task  # re-raises the loop's failure
             result = outcome[0]
+            if result.handoff is not None:
+                sink.tool_calls(result.handoff.calls)
             sink.send({}, result.finish_reason)
             if chat.include_usage:
                 sink.queue.put_nowait(
@@ -200,19 +215,27 @@ class Ghosts:
     ) -> LoopResult:
         spec = plan.ghost
         assert spec is not None
-        tools = offered_tool_schemas(spec)
+        own = offered_tool_schemas(spec)
+        offer = offer_tools(spec.client_tools, spec.name, own, chat.body)
+        for name, why in offer.skipped:
+            sink.step(0, name, "", False, 0.0, why)
         ctx = tool_context(spec, log_content, TOOL_TIMEOUT_S)
-        names = tuple(t["function"]["name"] for t in tools)
-        messages = [
-            {"role": "system", "content": system_prompt(spec, names)},
-            *chat.body["messages"],
-        ]
+        names = tuple(t["function"]["name"] for t in own)
+        owner = (record.principal or "", spec.name)
+        history = chat.body["messages"]
+        if offer.client_names:
+            history, _ = self.memory.splice(owner, history)
+        prompt = system_prompt(spec, names, tuple(sorted(offer.client_names)))
+        messages = [{"role": "system", "content": prompt}, *history]
         extra = {k: v for k, v in chat.body.items() if k in FORWARDED_FIELDS}
+        calls = 0
 
         async def call_model(
             conversation: list[dict[str, Any]], tool_list: list[dict[str, Any]], live: Any
         ) -> Any:
-            body = {**extra, "messages": conversation, "tools": tool_list, "tool_choice": "auto"}
+            nonlocal calls
+            calls += 1
+            body = {**extra, "messages": conversation, **offer.fields(calls == 1)}
             return await model_turn(
                 self.upstreams, self.catalog, plan.chain, body, record, live, spec.step_timeout_s
             )
@@ -220,14 +243,30 @@ class Ghosts:
         try:
             async with asyncio.timeout(spec.run_timeout_s):
                 result = await run_ghost_loop(
-                    spec, messages, tools, ctx, call_model, sink, chat.stream
+                    spec,
+                    messages,
+                    offer.tools,
+                    ctx,
+                    call_model,
+                    sink,
+                    chat.stream,
+                    offer.client_names,
                 )
         except TimeoutError:
             raise SparksError(
                 504, "upstream_timeout", f"ghost {spec.name} ran past run_timeout_s"
             ) from None
         record.usage = result.usage
+        self._remember(owner, result)
         return result
+
+    def _remember(self, owner: tuple[str, str], result: LoopResult) -> None:
+        """Keep the steps behind a handoff, so the client's next turn can continue the task."""
+        handoff = result.handoff
+        if handoff is None:
+            return
+        ids = [call["id"] for call in handoff.calls]
+        self.memory.remember(owner, ids, handoff.steps, handoff.message, handoff.results)
 
     async def _ask_classifier(
         self, messages: list[dict[str, str]], record: RequestRecord, local_only: bool

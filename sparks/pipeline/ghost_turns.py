@@ -18,6 +18,12 @@ from sparks.pipeline.sse import StreamBroken, data_payloads, parse_chunk
 from sparks.routing import Target
 
 SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+
+def _finish(value: Any) -> str | None:
+    """The upstream's finish_reason if it is one a client knows; anything odd counts as none."""
+    return value if isinstance(value, str) and value in FINISH_REASONS else None
 
 
 async def model_turn(
@@ -76,7 +82,7 @@ def turn_from_message(payload: Any) -> Turn:
             content=_text(message.get("content")),
             reasoning=_text(message.get("reasoning_content") or message.get("reasoning")),
             tool_calls=[_call(c) for c in message.get("tool_calls") or []],
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=_finish(choice.get("finish_reason")),
             usage=usage if isinstance(usage, dict) else None,
         )
     except SHAPE_ERRORS:
@@ -137,8 +143,8 @@ async def _take_delta(
     turn: Turn, calls: dict[int, dict[str, Any]], choice: dict[str, Any], live: LoopSink
 ) -> None:
     delta = choice.get("delta") or {}
-    if choice.get("finish_reason"):
-        turn.finish_reason = str(choice["finish_reason"])
+    if _finish(choice.get("finish_reason")):
+        turn.finish_reason = choice["finish_reason"]
     reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
     if reasoning:
         turn.reasoning += reasoning

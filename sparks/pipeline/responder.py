@@ -23,6 +23,7 @@ from sparks.pipeline.sse import StreamBroken
 from sparks.protocol import DONE_EVENT, sse_event
 
 CLIENT_WRITE_TIMEOUT_S = 120.0  # a client that reads nothing for this long is cut off
+UNTIMED_WRITE_BYTES = 16 * 1024  # well under asyncio's 64 KiB high-water mark
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -123,7 +124,17 @@ class Responder:
         return response
 
     async def _write(self, data: bytes) -> None:
+        """A write can only wait when the client has left bytes unread: only then is it
+        bounded by a timer (one per write would cost more than the write itself)."""
         assert self.response is not None
+        transport = self.request.transport
+        if (
+            len(data) < UNTIMED_WRITE_BYTES
+            and transport is not None
+            and not transport.get_write_buffer_size()
+        ):
+            await self.response.write(data)  # cannot fill the buffer past its high-water mark
+            return
         async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
             await self.response.write(data)
 

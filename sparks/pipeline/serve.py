@@ -21,7 +21,7 @@ from sparks.pipeline.ghost_answer import Ghosts
 from sparks.pipeline.plan import Plan, backend_plan, wants_ghost
 from sparks.pipeline.relay import ChunkRelay
 from sparks.pipeline.responder import Responder
-from sparks.pipeline.sse import StreamBroken, data_payloads
+from sparks.pipeline.sse import StreamBroken, data_payloads, payload_batches
 from sparks.protocol import ChatRequest
 from sparks.routing import Target
 
@@ -124,7 +124,7 @@ class Pipeline:
             self._native_answer(answer, call.front, served, record, responder)
         elif call.raw or call.form is not None:
             assert served.response is not None
-            answer.body = _raw_body(served.response)
+            answer.body = _raw_body(served)
             answer.content_type = served.response.headers.get(
                 "Content-Type", "application/octet-stream"
             )
@@ -151,7 +151,8 @@ class Pipeline:
 
         served_model = served.target.sparks_id
         if served.response is not None:
-            payloads = data_payloads(served.response.content.iter_any(), require_done=False)
+            chunks = served.response.content.iter_any()
+            payloads = data_payloads(chunks, require_done=False, watchdog=served.watchdog())
             answer.events = front.native_events(payloads, served_model, note_usage)
         else:
             answer.payload = front.native_json(served.payload, served_model, note_usage)
@@ -161,11 +162,18 @@ class Pipeline:
     ) -> AsyncIterator[bytes]:
         assert served.response is not None
         relay = ChunkRelay(served.target.sparks_id, call.include_usage)
+        chunks = served.response.content.iter_any()
         try:
-            async for payload in data_payloads(served.response.content.iter_any()):
-                out = relay.feed(payload)
-                if out is not None:
-                    yield out
+            async for batch in payload_batches(chunks, watchdog=served.watchdog()):
+                out: list[bytes] = []
+                try:
+                    for payload in batch:
+                        event = relay.feed(payload)
+                        if event is not None:
+                            out.append(event)
+                finally:  # what came before a broken event still goes out first
+                    if out:
+                        yield b"".join(out)
             tail = relay.finish()
             if tail is not None:
                 yield tail
@@ -192,12 +200,21 @@ class Pipeline:
         return payload
 
 
-async def _raw_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _raw_body(served: Served) -> AsyncIterator[bytes]:
+    assert served.response is not None
+    watchdog = served.watchdog()
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in served.response.content.iter_any():
+            if watchdog is not None:
+                watchdog.touch()
             yield chunk
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
-        raise StreamBroken(f"upstream body broke: {type(exc).__name__}") from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        stalled = watchdog is not None and watchdog.fired
+        reason = "stalled past timeout_s" if stalled else f"broke: {type(exc).__name__}"
+        raise StreamBroken(f"upstream body {reason}") from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 def _message_of(payload: Any) -> Any:

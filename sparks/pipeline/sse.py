@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from sparks import jsonfast
+from sparks.backends.watchdog import IdleWatchdog
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 DONE = b"[DONE]"
@@ -23,45 +24,68 @@ class StreamBroken(Exception):
     """The upstream stream failed after it began; the message says how, briefly."""
 
 
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a byte stream on newlines as data arrives (no fixed readline buffer limit)."""
+async def payload_batches(
+    chunks: AsyncIterator[bytes],
+    require_done: bool = True,
+    watchdog: IdleWatchdog | None = None,
+) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads each upstream read completed, one list per read (so a relay can
+    answer everything one read delivered in one write), up to `[DONE]`. Comments, `event:` and
+    blank lines are skipped. Raises StreamBroken when the stream breaks, stalls or ends without
+    `[DONE]` (APIs whose streams close with an event of their own pass `require_done=False`)."""
     buffer = b""
-    async for data in chunks:
-        buffer = buffer + data if buffer else data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            yield buffer[start:end]
-            start = end + 1
-        buffer = buffer[start:]
-        if len(buffer) > MAX_LINE_BYTES:
-            raise StreamBroken(f"stream line longer than {MAX_LINE_BYTES} bytes")
-    if buffer:
-        yield buffer
-
-
-async def data_payloads(
-    chunks: AsyncIterator[bytes], require_done: bool = True
-) -> AsyncIterator[bytes]:
-    """The payload of each `data:` line up to `[DONE]` (comments, `event:` and blank lines are
-    skipped); raises StreamBroken when the stream breaks, stalls or ends without `[DONE]`
-    (APIs whose streams close with an event of their own pass `require_done=False`)."""
     try:
-        async for line in iter_lines(chunks):
-            if not line.startswith(b"data:"):
+        async for data in chunks:
+            if watchdog is not None:
+                watchdog.touch()
+            buffer = buffer + data if buffer else data
+            if b"\n" not in data:
+                if len(buffer) > MAX_LINE_BYTES:
+                    raise StreamBroken(f"stream line longer than {MAX_LINE_BYTES} bytes")
                 continue
-            payload = line[5:].strip()
-            if payload == DONE:
-                return
-            yield payload
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            *lines, buffer = buffer.split(b"\n")
+            batch = []
+            for line in lines:
+                if line.startswith(b"data:"):
+                    payload = line[5:].strip()
+                    if payload == DONE:
+                        if batch:
+                            yield batch
+                        return
+                    batch.append(payload)
+            if len(buffer) > MAX_LINE_BYTES:
+                raise StreamBroken(f"stream line longer than {MAX_LINE_BYTES} bytes")
+            if batch:
+                yield batch
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        if watchdog is not None and watchdog.fired:
+            raise StreamBroken("upstream stream stalled past timeout_s") from None
         raise StreamBroken(f"upstream stream broke: {type(exc).__name__}") from None
     except TimeoutError:
         raise StreamBroken("upstream stream stalled past timeout_s") from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if buffer.startswith(b"data:"):  # a last line without its newline
+        payload = buffer[5:].strip()
+        if payload == DONE:
+            return
+        yield [payload]
+    if watchdog is not None and watchdog.fired:
+        raise StreamBroken("upstream stream stalled past timeout_s")
     if require_done:
         raise StreamBroken("upstream stream ended before [DONE]")
+
+
+async def data_payloads(
+    chunks: AsyncIterator[bytes],
+    require_done: bool = True,
+    watchdog: IdleWatchdog | None = None,
+) -> AsyncIterator[bytes]:
+    """`payload_batches`, one payload at a time."""
+    async for batch in payload_batches(chunks, require_done, watchdog):
+        for payload in batch:
+            yield payload
 
 
 def parse_chunk(payload: bytes) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from sparks.backends.catalog import Catalog
 from sparks.backends.upstream import Upstreams
 from sparks.config import Config
 from sparks.limiter import TokenBucket
+from sparks.observe.metrics import RequestMetrics
 from sparks.observe.observer import Observer
 from sparks.pipeline.ghost_answer import Ghosts
 from sparks.pipeline.serve import Pipeline
-from sparks.server import catalog_views, chat, endpoints
+from sparks.server import catalog_views, chat, endpoints, messages, metrics_view, responses
 from sparks.server.live_events import observer_events
 from sparks.server.middlewares import MIDDLEWARES, on_prepare
 from sparks.server.state import (
@@ -30,11 +31,13 @@ from sparks.server.state import (
     CONFIG,
     CREDENTIALS,
     LIMITER,
+    METRICS,
     OBSERVER,
     PIPELINE,
     STARTED_AT,
     UPSTREAMS,
 )
+from sparks.server.ui import setup_ui
 
 HEADER_FIELD_LIMIT = 16384
 
@@ -59,23 +62,34 @@ def create_app(
     app[LIMITER] = (
         TokenBucket(api.requests_per_minute, api.burst) if api.requests_per_minute else None
     )
-    app[CATALOG] = Catalog(config)
+    catalog = app[CATALOG] = Catalog(config)
+    app[METRICS] = RequestMetrics(lambda: catalog.table.exact, __version__)
+    if config.observer.otlp.endpoint:
+        from sparks.observe.otlp import check_installed
+
+        check_installed()  # a StartupError now rather than a traceback at the first request
     app.on_response_prepare.append(on_prepare)
     app.on_shutdown.append(_end_live_streams)
     app.cleanup_ctx.append(_resources(console, discover))
     router = app.router
     router.add_get("/health", catalog_views.health)
+    router.add_get("/", catalog_views.health)  # public: Claude Code probes HEAD / (§9.2)
     router.add_get("/v1/models", catalog_views.list_models)
     router.add_get("/v1/models/{model_id:.+}", catalog_views.get_model)
     router.add_get("/v1/aliases", catalog_views.list_aliases)
     router.add_get("/v1/providers", catalog_views.list_providers)
     router.add_post("/v1/chat/completions", chat.chat_completions)
+    responses.add_routes(app)  # POST /v1/responses, GET/DELETE /v1/responses/{id}, input_items
+    router.add_post("/v1/messages", messages.messages)  # Anthropic Messages, SPEC §9.2
+    router.add_post("/v1/messages/count_tokens", messages.count_tokens)
     router.add_post("/v1/completions", endpoints.json_endpoint("/completions", streamable=True))
     router.add_post("/v1/embeddings", endpoints.json_endpoint("/embeddings"))
     router.add_post("/v1/images/generations", endpoints.json_endpoint("/images/generations"))
     router.add_post("/v1/audio/speech", endpoints.speech)
     router.add_post("/v1/audio/transcriptions", endpoints.transcriptions)
     router.add_get("/v1/observer/events", observer_events)
+    router.add_get("/metrics", metrics_view.metrics)
+    setup_ui(app)
     return app
 
 
@@ -91,6 +105,13 @@ def _resources(
         config = app[CONFIG]
         observer = Observer(config.observer, console=console)
         app[OBSERVER] = observer
+        observer.listeners.append(app[METRICS].observe)
+        traces = None
+        if config.observer.otlp.endpoint:
+            from sparks.observe.otlp import RequestTraces
+
+            traces = RequestTraces.start(config, __version__)
+            observer.listeners.append(traces.observe)
         session = Upstreams.new_session()
         upstreams = Upstreams(config.backends, session)
         app[UPSTREAMS] = upstreams
@@ -114,6 +135,8 @@ def _resources(
             config_path=config.source,
         )
         observer.close()
+        if traces is not None:
+            await traces.aclose()
 
     return resources
 

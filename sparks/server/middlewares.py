@@ -16,6 +16,7 @@ from sparks.limiter import format_reset
 from sparks.observe.record import RequestRecord
 from sparks.pipeline.responder import Responder
 from sparks.security import cors_headers, host_allowed, origin_allowed, preflight_headers
+from sparks.server.messages import MessagesFront
 from sparks.server.state import (
     CONFIG,
     CREDENTIALS,
@@ -27,10 +28,19 @@ from sparks.server.state import (
     REQUEST_ID,
     RESPONDER,
 )
+from sparks.server.ui.access import is_ui_path, needs_key, ui_origin_allowed, ui_principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/"})  # "/": Claude Code probes HEAD / (SPEC §9.2)
+METRICS_PATH = "/metrics"
 log = logging.getLogger("sparks")
+
+
+def is_public(request: web.Request) -> bool:
+    """/health always; /metrics with `[observer] metrics_public = true` (SPEC §10.2)."""
+    if request.path == METRICS_PATH:
+        return request.app[CONFIG].observer.metrics_public
+    return request.path in PUBLIC_PATHS
 
 
 def wants_trace(request: web.Request) -> bool:
@@ -43,7 +53,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     every path (the responder writes it)."""
     request_id = "req_" + secrets.token_hex(12)
     request[REQUEST_ID] = request_id
-    if request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD"):
+    if is_public(request) and request.method in ("GET", "HEAD"):
         return await handler(request)
     record = RequestRecord(
         request.app[OBSERVER],
@@ -53,6 +63,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         request.headers.get("User-Agent", ""),
     )
     responder = Responder(request, record, wants_trace(request))
+    if request.path.startswith("/v1/messages"):  # Anthropic-shaped errors, even 401/404/429
+        responder.front = MessagesFront()
     request[RECORD] = record
     request[RESPONDER] = responder
     try:
@@ -115,7 +127,10 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Host header is not a loopback name or in openai_api.allowed_hosts",
         )
     origin = request.headers.get("Origin")
-    if origin is not None and not origin_allowed(origin, api.allowed_origins):
+    if is_ui_path(request.path):  # the dashboard: its own origin only (SPEC §10.1)
+        if origin is not None and not ui_origin_allowed(request, origin):
+            raise SparksError(403, "origin_not_allowed", "The dashboard answers its own page only")
+    elif origin is not None and not origin_allowed(origin, api.allowed_origins):
         raise SparksError(
             403, "origin_not_allowed", "Browser origin is not in openai_api.allowed_origins"
         )
@@ -133,7 +148,12 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if is_public(request):
+        return await handler(request)
+    if is_ui_path(request.path) and not needs_key(request.path):
+        # the page needs nothing; its data calls the session cookie, which nothing else takes
+        if (ui := ui_principal(request)) is not None:
+            request[PRINCIPAL] = request[RECORD].principal = ui
         return await handler(request)
     principal = request.app[CREDENTIALS].principal_for(presented_key(request.headers))
     if principal is None:
@@ -152,7 +172,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     bucket = request.app[LIMITER]
-    if bucket is None or request.path in PUBLIC_PATHS:
+    if bucket is None or is_public(request) or is_ui_path(request.path):
+        # the dashboard reaches no backend; its calls must not spend the agents' budget
         return await handler(request)
     decision = bucket.try_acquire()
     request[RATE_HEADERS] = {

@@ -12,10 +12,14 @@ if TYPE_CHECKING:
     from sparks.backends.upstream import Upstreams
     from sparks.config import Config
     from sparks.limiter import TokenBucket
+    from sparks.observe.metrics import RequestMetrics
     from sparks.observe.observer import Observer
     from sparks.observe.record import RequestRecord
     from sparks.pipeline.responder import Responder
     from sparks.pipeline.serve import Pipeline
+    from sparks.server.response_store import ResponseStore
+    from sparks.server.ui.data import DashboardData
+    from sparks.server.ui.logins import LoginStore
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
@@ -24,7 +28,11 @@ LIMITER: web.AppKey[TokenBucket | None] = web.AppKey("limiter")
 UPSTREAMS: web.AppKey[Upstreams] = web.AppKey("upstreams")
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
 PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline")
+RESPONSE_STORE: web.AppKey[ResponseStore] = web.AppKey("response_store")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
+UI_LOGINS: web.AppKey[LoginStore] = web.AppKey("ui_logins")
+UI_DATA: web.AppKey[DashboardData] = web.AppKey("ui_data")
+METRICS: web.AppKey[RequestMetrics] = web.AppKey("metrics")
 
 RECORD: web.RequestKey[RequestRecord] = web.RequestKey("record")
 RESPONDER: web.RequestKey[Responder] = web.RequestKey("responder")
