@@ -140,10 +140,6 @@ class ThinkSplitter:
         content = data
         return reasoning, content
 
-    @property
-    def passing(self) -> bool:
-        return self._state == "pass" and not self._pending
-
     def flush(self) -> tuple[str, str]:
         """What is still held at the end of the stream."""
         pending, self._pending = self._pending, ""
@@ -181,12 +177,6 @@ class DeltaNormalizer:
             delta["content"] = clean
             if reasoning:
                 delta["reasoning_content"] = (delta.get("reasoning_content") or "") + reasoning
-
-    def settled(self, index: int | None) -> bool:
-        """Whether content for this choice now passes through unchanged (its splitter has
-        seen that the answer does not start with a think block, or has left it)."""
-        splitter = self.splitters.get(index or 0) if index is not None else None
-        return splitter is not None and splitter.passing
 
     def flush(self) -> dict[int, tuple[str, str]]:
         out = {}
