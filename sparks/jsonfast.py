@@ -1,4 +1,4 @@
-"""JSON on the request path: orjson when installed (`pip install 'sparks[fast]'`), else the
+"""JSON on the request path: orjson (a dependency), else the
 standard library with compact separators. Both produce compact UTF-8 JSON, and both refuse the
 same inputs: anything nested deeper than MAX_DEPTH levels raises ValueError."""
 

@@ -18,7 +18,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "stdlib":
         monkeypatch.setattr(jsonfast, "orjson", None)
     elif jsonfast.orjson is None:
-        skip_or_fail("orjson is not installed (pip install 'sparks[fast]')")
+        skip_or_fail("orjson is not installed (it is a dependency: pip install -e .)")
     return request.param
 
 

@@ -102,7 +102,7 @@ def run(
 
 
 def run_event_loop(main_coroutine: Any) -> None:
-    """uvloop when installed (`pip install 'sparks[fast]'`; measured in docs/performance.md),
+    """uvloop (a dependency except on Windows; measured in docs/performance.md),
     else asyncio's own loop. SPARKS_EVENT_LOOP=asyncio forces the latter."""
     if os.environ.get("SPARKS_EVENT_LOOP", "auto") != "asyncio":
         try:
