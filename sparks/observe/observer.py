@@ -25,6 +25,9 @@ from sparks.observe.flood import RejectionFlood
 
 log = logging.getLogger("sparks")
 
+# Events that may share a write with the next one (never a request's terminal event).
+DEFERRABLE = frozenset({"request.received", "route.resolved", "upstream.attempt", "ghost.step"})
+FLUSH_DELAY_S = 0.05
 LEVELS = {
     "request.failed": "error",
     "request.rejected": "warning",
@@ -131,6 +134,8 @@ class Observer:
         # Lines are rendered straight to bytes with orjson: structlog's processor chain and
         # JSONRenderer (str, then encode) cost more than the write itself (docs/performance.md)
         self._timestamp = _Timestamp()
+        self._pending: list[bytes] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.flood = RejectionFlood(self.emit)
 
     @property
@@ -146,7 +151,7 @@ class Observer:
             **fields,
         }
         line = jsonfast.dumps(event_dict)
-        self.file.write(line + b"\n")
+        self._write(line + b"\n", event in DEFERRABLE)
         for listener in self.listeners:
             try:
                 listener(event_dict)
@@ -169,6 +174,38 @@ class Observer:
                     if sub.on_drop is not None:
                         sub.on_drop()
 
+    def _write(self, line: bytes, deferrable: bool) -> None:
+        """Events before a request's end may wait (up to FLUSH_DELAY_S) to share one write with
+        the next; a terminal event, and everything waiting before it, is written at once, so
+        a `kill -9` after a response still finds the whole request in the file (SPEC §8)."""
+        if deferrable:
+            loop = self._loop()
+            if loop is not None:
+                self._pending.append(line)
+                if self._flush_handle is None:
+                    self._flush_handle = loop.call_later(FLUSH_DELAY_S, self.flush)
+                return
+        if self._pending:
+            self._pending.append(line)
+            self.flush()
+        else:
+            self.file.write(line)
+
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self.file.write(data)
+
     def subscribe(self, matches: Callable[[dict[str, Any]], bool]) -> Subscriber:
         sub = Subscriber(matches)
         self.subscribers.add(sub)
@@ -184,6 +221,7 @@ class Observer:
 
     def close(self) -> None:
         self.flood.close()
+        self.flush()
         self.end_subscriptions()
         self.file.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
+import secrets
 import signal
 import sys
 import time
@@ -34,6 +36,7 @@ from sparks.server.state import (
     METRICS,
     OBSERVER,
     PIPELINE,
+    REQUEST_IDS,
     STARTED_AT,
     UPSTREAMS,
 )
@@ -59,6 +62,7 @@ def create_app(
     app[CONFIG] = config
     app[CREDENTIALS] = credentials
     app[STARTED_AT] = time.monotonic()
+    app[REQUEST_IDS] = request_ids()
     app[LIMITER] = (
         TokenBucket(api.requests_per_minute, api.burst) if api.requests_per_minute else None
     )
@@ -91,6 +95,14 @@ def create_app(
     router.add_get("/metrics", metrics_view.metrics)
     setup_ui(app)
     return app
+
+
+def request_ids() -> Callable[[], str]:
+    """`req_` + 24 hex digits: a random per-process prefix and a counter, unique without an
+    os.urandom call per request (ids name requests; they are not secrets)."""
+    prefix = "req_" + secrets.token_hex(6)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):012x}"
 
 
 async def _end_live_streams(app: web.Application) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from sparks.pipeline.serve import Call
-from sparks.protocol import parse_chat_request, parse_json_object, read_body
+from sparks.protocol import parse_chat_request, parse_json_object
+from sparks.server.body import request_bytes
 from sparks.server.state import PIPELINE, RECORD, RESPONDER
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
-    body = parse_json_object(await read_body(request.read()))
+    body = parse_json_object(await request_bytes(request))
     chat = parse_chat_request(body)
     record.received(
         chat.model, chat.stream, chat.message_count, messages=body.get("messages"), api="chat"

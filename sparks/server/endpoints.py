@@ -17,8 +17,9 @@ from aiohttp import web
 
 from sparks.errors import invalid_value, missing_field
 from sparks.pipeline.serve import Call
-from sparks.protocol import parse_json_object, read_body, require_model, stream_flags
+from sparks.protocol import parse_json_object, require_model, stream_flags
 from sparks.routing import Target
+from sparks.server.body import request_bytes
 from sparks.server.state import PIPELINE, RECORD, RESPONDER
 
 COPY_CHUNK = 64 * 1024
@@ -30,7 +31,7 @@ def json_endpoint(path: str, streamable: bool = False) -> Handler:
     api = path.strip("/").replace("/", ".")
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = parse_json_object(await read_body(request.read()))
+        body = parse_json_object(await request_bytes(request))
         model = require_model(body)
         stream, include_usage = stream_flags(body) if streamable else (False, False)
         request[RECORD].received(model, stream, api=api)
@@ -42,7 +43,7 @@ def json_endpoint(path: str, streamable: bool = False) -> Handler:
 
 async def speech(request: web.Request) -> web.StreamResponse:
     """POST /v1/audio/speech: JSON in, audio bytes streamed back as they arrive."""
-    body = parse_json_object(await read_body(request.read()))
+    body = parse_json_object(await request_bytes(request))
     model = require_model(body)
     request[RECORD].received(model, True, api="audio.speech")
     call = Call("/audio/speech", model, body, raw=True)

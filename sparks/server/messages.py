@@ -27,7 +27,8 @@ from sparks.fronts.messages_stream import (
 from sparks.pipeline.front import UsageSink
 from sparks.pipeline.serve import Call
 from sparks.pipeline.sse import StreamBroken, parse_chunk
-from sparks.protocol import parse_chat_request, parse_json_object, read_body, require_model
+from sparks.protocol import parse_chat_request, parse_json_object, require_model
+from sparks.server.body import request_bytes
 from sparks.server.state import PIPELINE, RECORD, RESPONDER
 
 PING_INTERVAL_S = 5.0  # a ping when nothing arrived for this long (a ghost at work)
@@ -129,7 +130,7 @@ def _payloads(event: bytes) -> list[bytes]:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
-    raw = await read_body(request.read())
+    raw = await request_bytes(request)
     body = parse_json_object(raw)
     model = require_model(body)
     try:
@@ -168,7 +169,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     """`{"input_tokens": N}`: a native Anthropic backend counts; otherwise an estimate
     (characters / 4 over the translated messages and tools; see docs/messages.md)."""
     record = request[RECORD]
-    raw = await read_body(request.read())
+    raw = await request_bytes(request)
     body = parse_json_object(raw)
     model = require_model(body)
     translated = to_chat(body)

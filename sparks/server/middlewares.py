@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from sparks.server.state import (
     RATE_HEADERS,
     RECORD,
     REQUEST_ID,
+    REQUEST_IDS,
     RESPONDER,
 )
 from sparks.server.ui.access import is_ui_path, needs_key, ui_origin_allowed, ui_principal
@@ -51,7 +51,7 @@ def wants_trace(request: web.Request) -> bool:
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: request id, the request's record and responder, and its terminal event on
     every path (the responder writes it)."""
-    request_id = "req_" + secrets.token_hex(12)
+    request_id = request.app[REQUEST_IDS]()
     request[REQUEST_ID] = request_id
     if is_public(request) and request.method in ("GET", "HEAD"):
         return await handler(request)

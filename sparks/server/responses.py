@@ -22,7 +22,8 @@ from sparks.fronts.responses_stream import Event, ResponseStream
 from sparks.pipeline.front import UsageSink
 from sparks.pipeline.serve import Call
 from sparks.pipeline.sse import StreamBroken, parse_chunk
-from sparks.protocol import parse_chat_request, parse_json_object, read_body
+from sparks.protocol import parse_chat_request, parse_json_object
+from sparks.server.body import request_bytes
 from sparks.server.response_store import ResponseStore, with_item_ids
 from sparks.server.state import PIPELINE, RECORD, RESPONDER, RESPONSE_STORE
 
@@ -41,7 +42,7 @@ def add_routes(app: web.Application) -> None:
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
-    body = parse_json_object(await read_body(request.read()))
+    body = parse_json_object(await request_bytes(request))
     store = request.app[RESPONSE_STORE]
     parsed = parse_responses_request(body, lambda rid: store.get(rid).conversation())
     chat_body = parsed.chat_body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,6 +31,7 @@ CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
 PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline")
 RESPONSE_STORE: web.AppKey[ResponseStore] = web.AppKey("response_store")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
+REQUEST_IDS: web.AppKey[Callable[[], str]] = web.AppKey("request_ids")
 UI_LOGINS: web.AppKey[LoginStore] = web.AppKey("ui_logins")
 UI_DATA: web.AppKey[DashboardData] = web.AppKey("ui_data")
 METRICS: web.AppKey[RequestMetrics] = web.AppKey("metrics")
