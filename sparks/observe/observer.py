@@ -135,6 +135,7 @@ class Observer:
         # JSONRenderer (str, then encode) cost more than the write itself (docs/performance.md)
         self._timestamp = _Timestamp()
         self._pending: list[bytes] = []
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self.flood = RejectionFlood(self.emit)
 
@@ -192,10 +193,14 @@ class Observer:
             self.file.write(line)
 
     def _loop(self) -> asyncio.AbstractEventLoop | None:
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            return None
+        """The serving loop, looked up once (the lookup showed in profiles); None outside one."""
+        loop = self._event_loop
+        if loop is None or loop.is_closed():
+            try:
+                loop = self._event_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+        return loop
 
     def flush(self) -> None:
         if self._flush_handle is not None:
