@@ -11,6 +11,7 @@ from sparks import jsonfast
 from sparks.backends.catalog import Catalog
 from sparks.backends.reasoning import DeltaNormalizer, normalize_message
 from sparks.backends.upstream import Upstreams
+from sparks.backends.watchdog import IdleWatchdog
 from sparks.errors import SparksError
 from sparks.ghosts.loop import LoopSink, Turn
 from sparks.observe.record import RequestRecord
@@ -57,7 +58,8 @@ async def model_turn(
                     turn = turn_from_message(served.payload)
                 else:
                     assert served.response is not None
-                    turn = await turn_from_stream(served.response.content.iter_any(), live)
+                    chunks = served.response.content.iter_any()
+                    turn = await turn_from_stream(chunks, live, served.watchdog())
             finally:
                 served.close()
     except TimeoutError:
@@ -111,13 +113,15 @@ def _call(call: Any) -> dict[str, Any]:
     }
 
 
-async def turn_from_stream(chunks: Any, live: LoopSink) -> Turn:
+async def turn_from_stream(
+    chunks: Any, live: LoopSink, watchdog: IdleWatchdog | None = None
+) -> Turn:
     """Assemble a streamed model turn, passing content and reasoning deltas through `live`."""
     turn = Turn()
     calls: dict[int, dict[str, Any]] = {}
     normalizer = DeltaNormalizer()
     try:
-        async for payload in data_payloads(chunks):
+        async for payload in data_payloads(chunks, watchdog=watchdog):
             chunk = parse_chunk(payload)
             normalizer.normalize_chunk(chunk)
             if chunk.get("usage"):
