@@ -150,6 +150,9 @@ class RequestTraces:
         trace = self._trace
         end_ns = time.time_ns()
         start_ns = end_ns - _ns(end.get("latency_ms"))
+        for child, child_end_ns in state.children:  # rounded durations must not put a child
+            duration = child.get("latency_ms", child.get("duration_ms"))  # before its parent
+            start_ns = min(start_ns, child_end_ns - _ns(duration))
         received = state.received or {}
         attributes = self._request_attributes(request_id, received, state.routed or {}, end)
         name = _span_name(attributes, received)
