@@ -123,7 +123,7 @@ def unjailed_shell_warning(spec: GhostSpec) -> str | None:
     if "shell" not in spec.tools or spec.read_only or spec.sandbox != "none":
         return None
     return (
-        f'ghost {spec.name}: sandbox = "none": its shell runs unjailed, as you, with your files '
+        'sandbox = "none": its shell runs unjailed, as you, with your files '
         "and network (file tools stay confined)"
     )
 
