@@ -80,6 +80,7 @@ class Upstreams:
         self.session = session
         self.health: dict[str, BackendHealth] = {name: BackendHealth() for name in backends}
         self._auth: dict[str, dict[str, str]] = {}
+        self._timeouts: dict[tuple[str, bool], aiohttp.ClientTimeout] = {}
         for name, backend in backends.items():
             self._auth[name] = auth_headers(backend.api, find_backend_key(backend))
 
@@ -97,11 +98,15 @@ class Upstreams:
     def timeout_for(self, backend: BackendConfig, open_body: bool) -> aiohttp.ClientTimeout:
         """An answer read whole keeps aiohttp's per-read timer; one kept open (a stream) is
         bounded by a deadline for its headers and then by the reader's one IdleWatchdog."""
-        return aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=backend.connect_timeout_s,
-            sock_read=None if open_body else (backend.timeout_s or None),
-        )
+        key = (backend.name, open_body)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=backend.connect_timeout_s,
+                sock_read=None if open_body else (backend.timeout_s or None),
+            )
+        return timeout
 
     async def get_json(self, backend: BackendConfig, path: str, timeout_s: float) -> Any:
         """A short GET (model discovery, doctor); raises aiohttp/ValueError on failure."""
@@ -167,13 +172,17 @@ class Upstreams:
         start = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(backend.timeout_s if stream or raw else None):
-                response = await self.session.post(
-                    backend.base_url + path,
-                    data=body,
-                    headers=headers,
-                    timeout=self.timeout_for(backend, stream or raw),
-                )
+            post = self.session.post(
+                backend.base_url + path,
+                data=body,
+                headers=headers,
+                timeout=self.timeout_for(backend, stream or raw),
+            )
+            if stream or raw:  # an open body has no per-read timer: bound its headers here
+                async with asyncio.timeout(backend.timeout_s or None):
+                    response = await post
+            else:
+                response = await post
             attempt.status = response.status
             if response.status >= 400:
                 attempt.kind = "status"

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from sparks import __version__
+from sparks.backends.catalog import Catalog
+from sparks.backends.upstream import Upstreams
 from sparks.errors import SparksError, model_not_found
 from sparks.keys import backend_key_status
 from sparks.server.state import CATALOG, RECORD, STARTED_AT, UPSTREAMS
@@ -99,8 +101,12 @@ async def list_aliases(request: web.Request) -> web.Response:
 async def list_providers(request: web.Request) -> web.Response:
     """Backends with reachability (latest probe or request) and key status (never a key)."""
     request[RECORD].received()
-    catalog = request.app[CATALOG]
-    upstreams = request.app[UPSTREAMS]
+    data = provider_entries(request.app[CATALOG], request.app[UPSTREAMS])
+    return web.json_response({"object": "list", "data": data})
+
+
+def provider_entries(catalog: Catalog, upstreams: Upstreams) -> list[dict[str, Any]]:
+    """One entry per backend, as /v1/providers and the dashboard's Routes view show them."""
     data = []
     for name, backend in catalog.config.backends.items():
         health = upstreams.health[name]
@@ -116,7 +122,7 @@ async def list_providers(request: web.Request) -> web.Response:
                 "cooldown_s": health.cooldown_left(),
             }
         )
-    return web.json_response({"object": "list", "data": data})
+    return data
 
 
 def _host_port(url: str) -> str:

@@ -12,14 +12,13 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from sparks.errors import SparksError
-from sparks.keys import backend_key_status
 from sparks.observe.activity import GROUPINGS
 from sparks.observe.event_log import format_ts, parse_since
+from sparks.server.catalog_views import provider_entries
 from sparks.server.state import CATALOG, CONFIG, PRINCIPAL, RECORD, UI_DATA, UI_LOGINS, UPSTREAMS
 from sparks.server.ui import figures
 from sparks.server.ui.access import cookie_name
@@ -242,21 +241,7 @@ async def routes(request: web.Request) -> web.Response:
                 "last_served_by": usage.last_served_by if usage else None,
             }
         )
-    providers = []
-    for name, backend in catalog.config.backends.items():
-        state = health.get(name)
-        providers.append(
-            {
-                "name": name,
-                "base_url_host": _host(backend.base_url),
-                "local": name in catalog.table.local_backends,
-                "key_status": backend_key_status(backend),
-                "model_count": len(catalog.models.get(name, ())),
-                "reachable": state.reachable if state else None,
-                "last_error": state.last_error if state else None,
-                "cooldown_s": cooldown(name),
-            }
-        )
+    providers = provider_entries(catalog, upstreams)
     models = [
         {
             "id": e["id"],
@@ -275,11 +260,6 @@ async def routes(request: web.Request) -> web.Response:
     return _json(
         {"models": models, "aliases": aliases, "providers": providers, "fallbacks": recent}
     )
-
-
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
 
 
 def _iso(stamp: float | None) -> str | None:

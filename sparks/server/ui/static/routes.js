@@ -35,7 +35,7 @@ export async function refreshRoutes() {
   const data = await getJSON("api/routes");
   fill("providers-table", data.providers.map((p) => h("tr", { dataset: { backend: p.name } },
     h("td", { text: p.name }),
-    h("td", { text: p.base_url_host }),
+    h("td", { text: p.host }),
     h("td", { text: p.local ? "yes" : "no" }),
     h("td", { text: p.key_status }),
     h("td", { class: "num", text: fmtInt(p.model_count) }),
