@@ -78,6 +78,9 @@ class ModelInfo:
     price_out_per_mtok: float = 0.0
 
 
+DEFAULT_MODEL_INFO = ModelInfo()  # frozen: one shared instance for models without a table
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     name: str
@@ -92,7 +95,7 @@ class BackendConfig:
     model_info: Mapping[str, ModelInfo] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def info_for(self, model: str) -> ModelInfo:
-        return self.model_info.get(model) or ModelInfo()
+        return self.model_info.get(model) or DEFAULT_MODEL_INFO
 
 
 @dataclass(frozen=True)
