@@ -7,14 +7,10 @@ proxy on a closed loopback port, so a run passes only if it needs nothing but Sp
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,8 +18,8 @@ from click.testing import CliRunner
 
 from sparks.cli.connect import connect
 
-from .conftest import ROOT, free_port, read_events, skip_or_fail
-from .test_serve_subprocess import child_env, read_line_with, stop
+from .conftest import read_events, skip_or_fail
+from .live_stack import OFFLINE, LiveStack, live_stack
 
 pytestmark = pytest.mark.slow
 
@@ -35,29 +31,8 @@ CLAUDE = TOOLS_DIR / "claude-code" / "node_modules" / ".bin" / "claude"
 VERSION = "2.1.197"
 REPLY = "Hello from the fake upstream, relayed by Sparks to Claude Code."
 TIMEOUT_S = 60
-OFFLINE = {
-    name: "http://127.0.0.1:9"  # discard port, nothing listens: any outside fetch fails fast
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
-} | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
-
-@dataclass(frozen=True)
-class Stack:
-    root: str  # the daemon's root URL, Claude Code's ANTHROPIC_BASE_URL
-    upstream: str
-    config: Path
-    events: Path
-
-    def script(self, turns: list[dict[str, object]]) -> None:
-        body = json.dumps({"model": "fake-model", "turns": turns}).encode()
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        with urllib.request.urlopen(urllib.request.Request(url, body, method="POST"), timeout=5):
-            pass
-
-    def clear_script(self) -> None:
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=5):
-            pass
+Stack = LiveStack
 
 
 @pytest.fixture(scope="module")
@@ -72,40 +47,9 @@ def claude() -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("claude-stack")
-    workspace = home / "ws"  # the ghosts' workspace: serve's cwd, apart from its own files
-    workspace.mkdir()
-    fake = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "fake_upstream.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(home),
-    )
-    serve = None
-    try:
-        upstream = read_line_with(fake, "listening on")[-1].rsplit(" ", 1)[-1].strip()
-        port = free_port()
-        config, events = home / "config.toml", home / "events.jsonl"
-        config.write_text(
-            f'[openai_api]\nbind = "127.0.0.1:{port}"\n'
-            f'[observer]\npath = "{events}"\nconsole = false\n'
-            f'[backends.up]\nbase_url = "{upstream}"\n'
-            '[ghost_defaults]\nmodel = "up/fake-model"\n'
-        )
-        with open(home / "serve.stderr", "w") as stderr:
-            serve = subprocess.Popen(
-                [sys.executable, "-m", "sparks", "serve", "--config", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=workspace,
-                env=child_env(home, SPARKS_OPENAI_API_KEY=KEY),
-            )
-        read_line_with(serve, "events:")
-        yield Stack(f"http://127.0.0.1:{port}", upstream, config, events)
-    finally:
-        if serve is not None:
-            stop(serve)
-        stop(fake)
+    tail = '[ghost_defaults]\nmodel = "up/fake-model"\n'
+    with live_stack(home, KEY, config_tail=tail) as live:
+        yield live
 
 
 def connect_env(stack: Stack) -> dict[str, str]:
@@ -133,7 +77,7 @@ def run_claude(claude: str, stack: Stack, tmp_path: Path, model: str, **auth: st
     env.update(auth)
     project = tmp_path / "project"
     project.mkdir()
-    stack.script([{"reply": REPLY}] * 3)
+    stack.script("fake-model", [{"reply": REPLY}] * 3)
     try:
         proc = subprocess.run(
             [claude, "-p", "say hello", "--model", model],

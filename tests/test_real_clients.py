@@ -14,13 +14,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -28,8 +24,8 @@ from click.testing import CliRunner
 
 from sparks.cli.connect import connect
 
-from .conftest import ROOT, free_port, read_events, skip_or_fail
-from .test_serve_subprocess import child_env, read_line_with, stop
+from .conftest import ROOT, read_events, skip_or_fail
+from .live_stack import OFFLINE, LiveStack, live_stack
 
 pytestmark = pytest.mark.slow
 
@@ -56,51 +52,9 @@ AIDER_FLAGS = (
     "--no-stream",
     "--no-show-release-notes",
 )
-OFFLINE = {
-    name: "http://127.0.0.1:9"  # discard port, nothing listens: any outside fetch fails fast
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
-} | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
-@dataclass(frozen=True)
-class Stack:
-    base_url: str
-    upstream: str  # the fake upstream's /v1 URL
-    config: Path
-    events: Path
-
-    def script(self, model: str, turns: list[dict[str, Any]]) -> None:
-        """Queue fake-upstream answers for `model` (see scripts/fake_upstream.py)."""
-        body = json.dumps({"model": model, "turns": turns}).encode()
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        request = urllib.request.Request(url, body, method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert response.status == 200
-
-    def upstream_requests(self, model: str) -> list[dict[str, Any]]:
-        """Chat request bodies the fake upstream received for `model`."""
-        url = self.upstream.removesuffix("/v1") + "/_fake/requests"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            records = json.loads(response.read())
-        return [
-            r["json"]
-            for r in records
-            if r["path"].endswith("/chat/completions") and (r["json"] or {}).get("model") == model
-        ]
-
-    def ghost_steps(self, ghost: str) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in read_events(self.events)
-            if e["event"] == "ghost.step" and e["ghost"] == ghost
-        ]
-
-    def clear_script(self) -> None:
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        request = urllib.request.Request(url, method="DELETE")
-        with urllib.request.urlopen(request, timeout=5):
-            pass
-
+class Stack(LiveStack):
     def completed_user_agents(self, model: str, timeout: float = 5.0) -> list[str]:
         """User agents of the requests for `model` that ended in request.completed."""
         deadline = time.monotonic() + timeout
@@ -125,50 +79,22 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The fake upstream and `sparks serve`, both real subprocesses, shared by this module."""
     home = tmp_path_factory.mktemp("stack")
-    fake_script = str(ROOT / "scripts" / "fake_upstream.py")
-    fake = subprocess.Popen(
-        [sys.executable, fake_script, "--port", "0", "--models", UPSTREAM_MODELS],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(home),
+    workspace = home / "ghosts"  # the ghosts' workspace: apart from config and events
+    workspace.mkdir()
+    (workspace / "notes.txt").write_text("Nothing to see here.\n")
+    ghosts = "".join(
+        f'[[ghosts]]\nname = "{name}"\ndescription = "{name}"\nworkspace = "{workspace}"\n'
+        + ("read_only = true\n" if name == "scout" else "")
+        for name in ("coder", "scout")
     )
-    serve = None
-    try:
-        upstream = read_line_with(fake, "listening on")[-1].rsplit(" ", 1)[-1].strip()
-        port = free_port()
-        config = home / "config.toml"
-        events = home / "events.jsonl"
-        workspace = home / "ws"  # the ghosts' workspace: apart from config and events
-        workspace.mkdir()
-        (workspace / "notes.txt").write_text("Nothing to see here.\n")
-        ghosts = "".join(
-            f'[[ghosts]]\nname = "{name}"\ndescription = "{name}"\nworkspace = "{workspace}"\n'
-            + ("read_only = true\n" if name == "scout" else "")
-            for name in ("coder", "scout")
-        )
-        config.write_text(
-            f'[openai_api]\nbind = "127.0.0.1:{port}"\n'
-            f'[observer]\npath = "{events}"\nconsole = false\n'
-            f'[backends.up]\nbase_url = "{upstream}"\n'
-            '[backends.up.model_info."fake-opencode"]\ncontext_length = 32768\n'
-            '[backends.up.model_info."fake-aider"]\ncontext_length = 16384\n'
-            f'[ghost_defaults]\nmodel = "up/{GHOST_MODEL}"\nsandbox = "none"\n{ghosts}'
-        )
-        with open(home / "serve.stderr", "w") as stderr:  # a file: a full pipe would stall it
-            serve = subprocess.Popen(
-                [sys.executable, "-m", "sparks", "serve", "--config", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=ROOT,
-                env=child_env(home, SPARKS_OPENAI_API_KEY=KEY),
-            )
-        read_line_with(serve, "events:")
-        yield Stack(f"http://127.0.0.1:{port}/v1", upstream, config, events)
-    finally:
-        if serve is not None:
-            stop(serve)
-        stop(fake)
+    tail = (
+        '[backends.up.model_info."fake-opencode"]\ncontext_length = 32768\n'
+        '[backends.up.model_info."fake-aider"]\ncontext_length = 16384\n'
+        f'[ghost_defaults]\nmodel = "up/{GHOST_MODEL}"\nsandbox = "none"\n{ghosts}'
+    )
+    fake_args = ("--models", UPSTREAM_MODELS)
+    with live_stack(home, KEY, config_tail=tail, fake_args=fake_args, cls=Stack) as live:
+        yield live
 
 
 def connect_output(stack: Stack, tool: str) -> str:

@@ -8,11 +8,8 @@ HOME and an outgoing proxy on a closed port, so it passes only if it needs nothi
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,9 @@ from click.testing import CliRunner
 
 from sparks.cli.connect import connect
 
-from .conftest import ROOT, free_port, read_events, skip_or_fail
+from .conftest import read_events, skip_or_fail
+from .live_stack import LiveStack, live_stack
 from .test_real_clients import INSTALL_HINT, find_tool, tool_env
-from .test_serve_subprocess import child_env, read_line_with, stop
 
 pytestmark = pytest.mark.slow
 
@@ -33,21 +30,7 @@ REPLY = "Hello from the fake upstream, relayed by Sparks."
 CODEX_TIMEOUT_S = 60
 
 
-class Stack:
-    def __init__(self, base_url: str, upstream: str, config: Path, events: Path) -> None:
-        self.base_url, self.upstream, self.config, self.events = base_url, upstream, config, events
-
-    def script(self, model: str, turns: list[dict[str, Any]]) -> None:
-        body = json.dumps({"model": model, "turns": turns}).encode()
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        with urllib.request.urlopen(urllib.request.Request(url, body, method="POST"), timeout=5):
-            pass
-
-    def clear_script(self) -> None:
-        url = self.upstream.removesuffix("/v1") + "/_fake/script"
-        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=5):
-            pass
-
+class Stack(LiveStack):
     def finished(self, model: str, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Terminal events of the /v1/responses requests for `model`."""
         deadline = time.monotonic() + timeout
@@ -73,38 +56,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("codex-stack")
-    fake = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "fake_upstream.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(home),
-    )
-    serve = None
-    try:
-        upstream = read_line_with(fake, "listening on")[-1].rsplit(" ", 1)[-1].strip()
-        port = free_port()
-        config, events = home / "config.toml", home / "events.jsonl"
-        config.write_text(
-            f'[openai_api]\nbind = "127.0.0.1:{port}"\n'
-            f'[observer]\npath = "{events}"\nconsole = false\n'
-            f'[backends.fake]\nbase_url = "{upstream}"\n'
-        )
-        with open(home / "serve.stderr", "w") as stderr:
-            serve = subprocess.Popen(
-                [sys.executable, "-m", "sparks", "serve", "--config", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=ROOT,
-                env=child_env(home, SPARKS_OPENAI_API_KEY=KEY),
-            )
-        read_line_with(serve, "events:")
-        yield Stack(f"http://127.0.0.1:{port}/v1", upstream, config, events)
-    finally:
-        if serve is not None:
-            stop(serve)
-        stop(fake)
+    with live_stack(tmp_path_factory.mktemp("codex-stack"), KEY, backend="fake", cls=Stack) as live:
+        yield live
 
 
 def codex_home(stack: Stack, home: Path) -> Path:
