@@ -118,6 +118,31 @@ def tool_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_opencode(
+    opencode: str, config: Path, tmp_path: Path, model: str, prompt: str
+) -> subprocess.CompletedProcess[str]:
+    """`opencode run` headless in `tmp_path/workspace`, with the given config and no network."""
+    env = tool_env(
+        tmp_path / "home",
+        SPARKS_API_KEY=KEY,
+        OPENCODE_CONFIG=str(config),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
+        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
+        OPENCODE_DISABLE_SHARE="1",
+    )
+    return subprocess.run(
+        [opencode, "run", "--model", model, prompt],
+        cwd=tmp_path / "workspace",
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def find_tool(relative: str, name: str) -> str | None:
     installed = TOOLS_DIR / relative
     return str(installed) if installed.exists() else shutil.which(name)
@@ -198,26 +223,8 @@ def test_opencode_run_completes_through_sparks(stack: Stack, tmp_path: Path) -> 
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     stack.script("fake-opencode", [{"reply": REPLY}] * 4)  # the title request asks too
-    env = tool_env(
-        tmp_path / "home",
-        SPARKS_API_KEY=KEY,
-        OPENCODE_CONFIG=str(config),
-        OPENCODE_DISABLE_MODELS_FETCH="1",
-        OPENCODE_DISABLE_AUTOUPDATE="1",
-        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
-        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
-        OPENCODE_DISABLE_SHARE="1",
-    )
     try:
-        proc = subprocess.run(
-            [opencode, "run", "--model", "sparks/up/fake-opencode", "Say hello."],
-            cwd=workspace,
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT_S,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = run_opencode(opencode, config, tmp_path, "sparks/up/fake-opencode", "Say hello.")
     finally:
         stack.clear_script()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -293,25 +300,9 @@ def test_opencode_run_with_a_ghost_merges_its_tools(stack: Stack, tmp_path: Path
     workspace.mkdir()
     stack.script(GHOST_MODEL, [LIST_DIR, *[{"reply": GHOST_REPLY}] * 6])
     before = len(stack.upstream_requests(GHOST_MODEL))
-    env = tool_env(
-        tmp_path / "home",
-        SPARKS_API_KEY=KEY,
-        OPENCODE_CONFIG=str(config),
-        OPENCODE_DISABLE_MODELS_FETCH="1",
-        OPENCODE_DISABLE_AUTOUPDATE="1",
-        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
-        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
-        OPENCODE_DISABLE_SHARE="1",
-    )
     try:
-        proc = subprocess.run(
-            [opencode, "run", "--model", "sparks/sparks/coder", "What is in the workspace?"],
-            cwd=workspace,
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT_S,
-            env=env,
-            stdin=subprocess.DEVNULL,
+        proc = run_opencode(
+            opencode, config, tmp_path, "sparks/sparks/coder", "What is in the workspace?"
         )
     finally:
         stack.clear_script()
