@@ -48,6 +48,7 @@ APIS = frozenset(
 )
 ROUTE_KINDS = frozenset({"backend", "alias", "ghost", "classify"})
 TOOLS = frozenset(DEFAULT_GHOST_TOOLS)
+TOKEN_KINDS = (("prompt", "prompt_tokens"), ("completion", "completion_tokens"))
 NONE = "none"  # the fact does not apply (no model, not routed, not authenticated)
 OTHER = "other"  # a value outside the bounded set
 MAX_OPEN = 10_000  # requests between request.received and their terminal event
@@ -243,7 +244,10 @@ class RequestMetrics:
     def model_label(self, model: Any) -> str:
         if not model:
             return NONE
-        return model if model in self._known_models() else OTHER
+        try:
+            return model if model in self._known_models() else OTHER
+        except TypeError:  # not hashable: not an id at all
+            return OTHER
 
     def _state(self, request_id: Any) -> _Open | None:
         if request_id is None:
@@ -316,10 +320,10 @@ class RequestMetrics:
         if isinstance(ttft, int | float):
             self.ttft.observe(timing, ttft / 1000)
         usage = event.get("usage")
-        if isinstance(usage, dict):
-            for kind in ("prompt", "completion"):
-                tokens = usage.get(f"{kind}_tokens")
-                if isinstance(tokens, int) and tokens > 0:
+        if usage.__class__ is dict:
+            for kind, key in TOKEN_KINDS:
+                tokens = usage.get(key)
+                if tokens.__class__ is int and tokens > 0:
                     self.tokens.inc((kind, served, state.principal), tokens)
         cost = event.get("cost")
         if isinstance(cost, int | float) and cost > 0:
