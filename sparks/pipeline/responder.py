@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from aiohttp import web
@@ -87,14 +88,18 @@ class Responder:
 
     async def _stream(self, answer: Answer, events: Any) -> web.StreamResponse:
         """SSE: headers go out with the first event, so a failure before it is a JSON error.
-        Server-Timing is taken before waiting for that event (SPEC §4.1: up to the headers)."""
-        headers = {**SSE_HEADERS, **self.headers_for(answer)}
+        Server-Timing covers the work up to those headers (SPEC §4.1); a backend's wait for its
+        first event is the upstream's time, not Sparks'."""
+        waiting = time.perf_counter()
         try:
             first: bytes | None = await anext(events)
         except StopAsyncIteration:
             first = None
         except StreamBroken as exc:
             raise SparksError(502, "upstream_error", f"{answer.served_model}: {exc}") from None
+        if self.record.tools_ms is None:  # a backend (a ghost counts its model calls itself)
+            self.record.upstream_ms += (time.perf_counter() - waiting) * 1000
+        headers = {**SSE_HEADERS, **self.headers_for(answer)}
         response = self.response = web.StreamResponse(headers=headers)
         await response.prepare(self.request)
         failure: SparksError | None = None
