@@ -25,11 +25,12 @@ import pytest
 from sparks.config import default_config_dir, parse_config
 from sparks.errors import ConfigError
 from sparks.ghosts import search
-from sparks.ghosts.definitions import TOOL_NAMES, GhostSpec, ghost_specs
+from sparks.ghosts.definitions import GhostSpec, ghost_specs
 from sparks.ghosts.tools import ToolResult, offered_tool_schemas, run_tool, tool_context
 
 from .conftest import AUTH, make_config, skip_or_fail, upstream_url
 from .test_ghost_shell import require_bwrap
+from .test_ghost_tools import spec_for
 
 KEY_MARK = "CANARY-SPARKS-KEY-7f3a"
 SSH_MARK = "CANARY-SSH-KEY-91bc"
@@ -97,19 +98,7 @@ class Attack:
         return snap
 
     def spec(self, read_only: bool, sandbox: str) -> GhostSpec:
-        return GhostSpec(
-            name="scout" if read_only else "coder",
-            description="",
-            tools=TOOL_NAMES,
-            workspace=self.ws,
-            read_only=read_only,
-            model="",
-            max_steps=5,
-            sandbox=sandbox,
-            soul="",
-            step_timeout_s=60,
-            run_timeout_s=600,
-        )
+        return spec_for(self.ws, read_only=read_only, sandbox=sandbox)
 
     async def call(self, read_only: bool, sandbox: str, name: str, **args: Any) -> ToolResult:
         ctx = tool_context(self.spec(read_only, sandbox), log_content=False, timeout_s=10)

@@ -79,26 +79,18 @@ else
   "$cn" --version >/dev/null
 fi
 
-aider="$TOOLS/aider/bin/aider"
-if ! "$TOOLS/aider/bin/python" -c \
-  "import importlib.metadata as m, sys; sys.exit(m.version('aider-chat') != '$AIDER_VERSION')" \
-  2>/dev/null; then
-  say "aider-chat==$AIDER_VERSION → $TOOLS/aider"
-  rm -rf "$TOOLS/aider"
-  python3 -m venv "$TOOLS/aider"
-  "$TOOLS/aider/bin/pip" install -q --disable-pip-version-check "aider-chat==$AIDER_VERSION"
-fi
-"$aider" --version >/dev/null
-
-llm="$TOOLS/llm/bin/llm"
-if ! "$TOOLS/llm/bin/python" -c \
-  "import importlib.metadata as m, sys; sys.exit(m.version('llm') != '$LLM_VERSION')" \
-  2>/dev/null; then
-  say "llm==$LLM_VERSION → $TOOLS/llm"
-  rm -rf "$TOOLS/llm"
-  python3 -m venv "$TOOLS/llm"
-  "$TOOLS/llm/bin/pip" install -q --disable-pip-version-check "llm==$LLM_VERSION"
-fi
-"$llm" --version >/dev/null
+# Python tools, each in its own venv (never the project's .venv), at its pinned version.
+pip_tool() {  # dist version dir
+  if ! "$TOOLS/$3/bin/python" -c \
+    "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; then
+    say "$1==$2 → $TOOLS/$3"
+    rm -rf "${TOOLS:?}/$3"
+    python3 -m venv "$TOOLS/$3"
+    "$TOOLS/$3/bin/pip" install -q --disable-pip-version-check "$1==$2"
+  fi
+  "$TOOLS/$3/bin/$3" --version >/dev/null
+}
+pip_tool aider-chat "$AIDER_VERSION" aider
+pip_tool llm "$LLM_VERSION" llm
 
 say "done"
